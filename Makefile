@@ -1,0 +1,82 @@
+# StreamPulse — every command a developer or CI needs. `make help` lists them.
+# Everything heavy (venv packages, Kafka jars, binaries, models) is fetched or built on first use
+# into $(CACHE_DIR) and reused afterwards.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export STREAMPULSE_CACHE_DIR ?= $(HOME)/.cache/streampulse
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# Test data and upstream CRDs live outside the repository; point at them with these settings.
+SHARED_DIR ?= $(abspath ../shared)
+export STREAMPULSE_REPLAY__DATA_DIR ?= $(SHARED_DIR)/data/jetstream
+export STREAMPULSE_JETSTREAM__ZSTD_DICTIONARY ?= $(STREAMPULSE_REPLAY__DATA_DIR)/zstd_dictionary_v1.bin
+export STREAMPULSE_TEST_K8S_CRDS_DIR ?= $(SHARED_DIR)/k8s-crds
+
+PYTEST := $(BIN)/pytest
+PACKAGES := workers/streampulse operator/streampulse_operator
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/.installed: pyproject.toml workers/pyproject.toml operator/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U "pip>=25.1"
+	$(BIN)/pip install -q -e workers -e operator --group dev
+	touch $@
+
+.PHONY: venv
+venv: $(BIN)/.installed ## Create the Python environment (.venv) with the packages and dev tools
+
+.PHONY: kafka
+kafka: venv ## Fetch Apache Kafka from Maven Central into the cache
+	$(BIN)/streampulse local fetch-kafka
+
+.PHONY: up
+up: venv kafka ## Run the pipeline locally (Ctrl-C stops everything it started)
+	$(BIN)/streampulse up
+
+.PHONY: lint
+lint: venv ## ruff, ruff format --check, mypy --strict, import-linter
+	$(BIN)/ruff check workers operator tests
+	$(BIN)/ruff format --check workers operator tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+.PHONY: fmt
+fmt: venv ## Format and auto-fix
+	$(BIN)/ruff format workers operator tests
+	$(BIN)/ruff check --fix workers operator tests
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests (no network)
+	$(PYTEST) tests/unit -m unit
+
+.PHONY: test-integration
+test-integration: venv kafka ## Integration tests against real local services
+	$(PYTEST) tests/integration -m integration
+
+.PHONY: test-e2e
+test-e2e: venv kafka ## End-to-end tests
+	$(PYTEST) tests/e2e -m e2e
+
+.PHONY: test
+test: lint ## Lint, then every test tier (what CI runs)
+	$(MAKE) --no-print-directory test-unit test-integration test-e2e
+
+.PHONY: bench
+bench: bench-ingest ## Every benchmark
+
+.PHONY: bench-ingest
+bench-ingest: venv kafka ## Replay at full speed -> ingest -> real Kafka
+	$(BIN)/python -m tests.bench.bench_ingest
+
+.PHONY: clean
+clean: ## Remove the venv and tool caches (not $(STREAMPULSE_CACHE_DIR))
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

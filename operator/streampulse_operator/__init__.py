@@ -1,0 +1,1 @@
+"""Control plane: reconciles one StreamPulse resource into the pipeline's engines."""

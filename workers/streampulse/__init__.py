@@ -1,0 +1,3 @@
+"""StreamPulse data plane: ingestion, enrichment, model serving and replay of the Bluesky firehose."""
+
+__version__ = "0.1.0"
