@@ -1,3 +1,3 @@
-"""StreamPulse data plane: ingestion, enrichment, model serving and replay of the Bluesky firehose."""
+"""StreamPulse data plane: ingestion, enrichment, model serving and replay of the firehose."""
 
 __version__ = "0.1.0"

@@ -6,10 +6,18 @@ logging, and hands the settings down. Nothing below this module reads the enviro
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from streampulse.ingest.worker import IngestWorker
+from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
 from streampulse.logs import configure_logging
 from streampulse.settings import Settings
+from streampulse.telemetry import serve_metrics
 
 app = typer.Typer(
     help="StreamPulse: real-time analytics of the Bluesky firehose.",
@@ -24,6 +32,82 @@ def _settings() -> Settings:
     return settings
 
 
+# --- commands (each stage registers its command below) ---
+
+
+def _read_dictionary(settings: Settings) -> bytes | None:
+    path = settings.jetstream.zstd_dictionary
+    if not settings.jetstream.compress:
+        return None
+    if path is None or not path.is_file():
+        raise typer.BadParameter(
+            f"compression is on but the zstd dictionary {path} is missing: set "
+            "STREAMPULSE_JETSTREAM__ZSTD_DICTIONARY or STREAMPULSE_JETSTREAM__COMPRESS=false"
+        )
+    return path.read_bytes()
+
+
+@app.command()
+def ingest(
+    endpoint: Annotated[
+        list[str] | None, typer.Option(help="Jetstream /subscribe URL (repeatable).")
+    ] = None,
+    stop_after: Annotated[int, typer.Option(help="Exit after this many events.")] = 0,
+) -> None:
+    """Stream Jetstream into the raw Kafka topic until SIGTERM."""
+    settings = _settings()
+    updates: dict[str, object] = {}
+    if endpoint:
+        updates["endpoints"] = tuple(endpoint)
+    jetstream = settings.jetstream.model_copy(update=updates)
+    ingest_settings = settings.ingest.model_copy(
+        update={"stop_after_events": stop_after or settings.ingest.stop_after_events}
+    )
+    settings = settings.model_copy(update={"jetstream": jetstream, "ingest": ingest_settings})
+    serve_metrics(settings.metrics_port)
+    worker = IngestWorker(settings, _read_dictionary(settings))
+    summary = asyncio.run(worker.run())
+    typer.echo(f"ingest-summary {summary.to_json()}")
+
+
+local_app = typer.Typer(help="Engines of the one-machine stack.", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+
+
+@local_app.command("fetch-kafka")
+def fetch_kafka() -> None:
+    """Fetch Apache Kafka's jars from Maven Central into the cache (once)."""
+    settings = _settings()
+    libs = ensure_kafka(settings.cache_dir, settings.local.kafka_version)
+    typer.echo(f"kafka {settings.local.kafka_version}: {libs}")
+
+
+@local_app.command("kafka")
+def run_kafka(
+    port: Annotated[int, typer.Option(help="Broker port; 0 picks a free one.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(help="Log directory.")] = None,
+) -> None:
+    """Run one KRaft Kafka broker in the foreground until Ctrl-C."""
+    settings = _settings()
+    libs = ensure_kafka(settings.cache_dir, settings.local.kafka_version)
+    broker = KafkaBroker(
+        libs=libs,
+        data_dir=data_dir or settings.local.state_dir / "kafka",
+        port=port or settings.local.kafka_port,
+        heap_mb=settings.local.kafka_heap_mb,
+        java_home=settings.local.java_home,
+    )
+    with broker:
+        typer.echo(f"kafka: listening on {broker.bootstrap_servers}", err=False)
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        signal.sigwait(stop_signals)
+
+
 def main() -> None:
     """Console-script entrypoint."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """The exception tree of the data plane.
 
     StreamPulseError
-    ├── BadRecord            one input record is unusable: it becomes a dead letter, the stream goes on
+    ├── BadRecord            one record is unusable: it becomes a dead letter, the stream goes on
     │   └── MalformedEvent   a Jetstream frame that cannot be decoded or normalized
     └── InfrastructureError  a dependency failed: the process stops loudly and resumes from the log
         ├── KafkaError       the broker refused or lost a write, or cannot be reached

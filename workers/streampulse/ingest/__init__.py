@@ -1,0 +1,1 @@
+"""Ingestion: Jetstream websocket -> normalized events -> the raw Kafka topic."""

@@ -1,0 +1,149 @@
+"""A Jetstream ``/subscribe`` client that keeps a stream going.
+
+It fails over across the configured endpoints, reconnects with jittered exponential backoff,
+asks each new connection to resume from the caller's cursor, and undoes zstd compression with the
+shared dictionary. It yields frames as bytes; parsing is the caller's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import zstandard
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from streampulse.errors import MalformedEvent
+from streampulse.settings import IngestSettings, JetstreamSettings
+
+log = logging.getLogger(__name__)
+
+_MAX_FRAME_BYTES = 4 * 1024 * 1024
+_MAX_DECOMPRESSED_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One message from the server: decoded bytes, or the reason it could not be decoded."""
+
+    data: bytes
+    wire_bytes: int
+    endpoint: str
+    error: MalformedEvent | None = None
+
+
+def subscribe_url(endpoint: str, settings: JetstreamSettings, cursor: int | None) -> str:
+    """The /subscribe URL with the filters, compression and cursor as query parameters."""
+    params: list[tuple[str, str]] = [("wantedCollections", c) for c in settings.collections]
+    params += [("wantedDids", d) for d in settings.dids]
+    if settings.compress:
+        params.append(("compress", "true"))
+    if settings.max_message_bytes:
+        params.append(("maxMessageSizeBytes", str(settings.max_message_bytes)))
+    if cursor is not None:
+        params.append(("cursor", str(cursor)))
+    return f"{endpoint}?{urlencode(params)}" if params else endpoint
+
+
+class Backoff:
+    """Exponential backoff with equal jitter: half fixed, half random, capped."""
+
+    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        self._initial = initial_s
+        self._max = max_s
+        self._attempt = 0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def next_delay(self) -> float:
+        ceiling = min(self._max, self._initial * float(2**self._attempt))
+        self._attempt += 1
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class JetstreamClient:
+    """Yields frames from the first endpoint that answers, forever, across disconnects."""
+
+    def __init__(
+        self,
+        jetstream: JetstreamSettings,
+        ingest: IngestSettings,
+        dictionary: bytes | None,
+        *,
+        on_reconnect: Callable[[str, str], None] | None = None,
+    ) -> None:
+        if jetstream.compress and dictionary is None:
+            raise ValueError("compress=true needs the Jetstream zstd dictionary")
+        self._jetstream = jetstream
+        self._ingest = ingest
+        self._decompressor = (
+            zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
+            if jetstream.compress and dictionary is not None
+            else None
+        )
+        self._on_reconnect = on_reconnect
+        self.connected_endpoint: str | None = None
+
+    def _decompress(self, payload: bytes) -> bytes:
+        assert self._decompressor is not None
+        try:
+            return self._decompressor.decompress(payload, max_output_size=_MAX_DECOMPRESSED_BYTES)
+        except zstandard.ZstdError as exc:
+            raise MalformedEvent("bad_compression", str(exc)) from exc
+
+    async def frames(self, cursor: Callable[[], int | None]) -> AsyncIterator[Frame]:
+        """Frames in server order; ``cursor()`` is asked for the resume point at each connect."""
+        backoff = Backoff(self._ingest.reconnect_initial_s, self._ingest.reconnect_max_s)
+        endpoints = self._jetstream.endpoints
+        index = 0
+        while True:
+            endpoint = endpoints[index % len(endpoints)]
+            url = subscribe_url(endpoint, self._jetstream, cursor())
+            reason = ""
+            try:
+                async with connect(
+                    url,
+                    open_timeout=self._ingest.connect_timeout_s,
+                    max_size=_MAX_FRAME_BYTES,
+                    compression=None,
+                    max_queue=64,
+                ) as websocket:
+                    self.connected_endpoint = endpoint
+                    log.info("connected to %s", url)
+                    received = 0
+                    while True:
+                        try:
+                            message = await asyncio.wait_for(
+                                websocket.recv(decode=False), self._ingest.idle_timeout_s
+                            )
+                        except TimeoutError:
+                            reason = f"no frame for {self._ingest.idle_timeout_s}s"
+                            break
+                        received += 1
+                        if received == 1:
+                            backoff.reset()
+                        if self._decompressor is None:
+                            yield Frame(message, len(message), endpoint)
+                            continue
+                        try:
+                            yield Frame(self._decompress(message), len(message), endpoint)
+                        except MalformedEvent as exc:
+                            yield Frame(message, len(message), endpoint, error=exc)
+            except ConnectionClosed as exc:
+                reason = f"connection closed ({exc.rcvd.code if exc.rcvd else 'abnormally'})"
+            except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            self.connected_endpoint = None
+            index += 1
+            delay = backoff.next_delay()
+            log.warning("%s: %s; reconnecting in %.2fs", endpoint, reason, delay)
+            if self._on_reconnect is not None:
+                self._on_reconnect(endpoint, reason)
+            await asyncio.sleep(delay)

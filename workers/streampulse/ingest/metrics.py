@@ -1,0 +1,38 @@
+"""Prometheus metrics of the ingest worker."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter(
+    "streampulse_ingest_events_total",
+    "Jetstream events received and normalized, by collection (or kind for identity/account).",
+    ["collection"],
+)
+EVENTS_OUT = Counter(
+    "streampulse_ingest_produced_total",
+    "Normalized events acknowledged by Kafka, by collection.",
+    ["collection"],
+)
+BYTES_IN = Counter(
+    "streampulse_ingest_received_bytes_total",
+    "Websocket payload bytes received from Jetstream (compressed when compression is on).",
+)
+RECONNECTS = Counter(
+    "streampulse_ingest_reconnects_total",
+    "Jetstream connections lost or refused, by endpoint.",
+    ["endpoint"],
+)
+LAG = Gauge(
+    "streampulse_ingest_lag_seconds",
+    "Now minus the time_us of the newest event received: how far behind the firehose we are.",
+)
+ACK_LATENCY = Histogram(
+    "streampulse_ingest_ack_latency_seconds",
+    "Time from produce() to the broker's acknowledgement.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CONNECTED = Gauge(
+    "streampulse_ingest_connected",
+    "1 while a Jetstream connection is open.",
+)

@@ -1,0 +1,230 @@
+"""The ingest worker: Jetstream frames -> normalized events -> ``bluesky.stream.raw``.
+
+Per-record failures are data: a frame that cannot be decoded or normalized becomes a dead letter
+with its original bytes and the reason. Infrastructure failures are loud: a write Kafka does not
+acknowledge within the delivery timeout stops the process, and the next start resumes from the
+log (see ``cursors``), so nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import resource
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import orjson
+from confluent_kafka import KafkaError as LibKafkaError
+from confluent_kafka import Message, Producer
+
+from streampulse.errors import KafkaError, MalformedEvent
+from streampulse.events import encode_dead_letter, now_us
+from streampulse.ingest import metrics
+from streampulse.ingest.cursors import resume_cursor
+from streampulse.ingest.jetstream import Frame, JetstreamClient
+from streampulse.ingest.normalizing import normalize
+from streampulse.kafka import ensure_topics, producer_config
+from streampulse.settings import Settings
+from streampulse.telemetry import DEAD_LETTERS
+
+log = logging.getLogger(__name__)
+
+_POLL_EVERY = 512
+_LATENCY_SAMPLES = 100_000
+_FLUSH_TIMEOUT_S = 30.0
+
+DeliveryCallback = Callable[[LibKafkaError | None, Message], None]
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What one run of the worker did; printed as JSON when it exits."""
+
+    events: int
+    produced: int
+    dead_letters: int
+    reconnects: int
+    seconds: float
+    cpu_seconds: float
+    ack_p50_ms: float
+    ack_p99_ms: float
+
+    def to_json(self) -> str:
+        return orjson.dumps(asdict(self)).decode()
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class IngestWorker:
+    """One ingest process. ``run()`` returns when stopped, or raises on infrastructure failure."""
+
+    def __init__(self, settings: Settings, dictionary: bytes | None) -> None:
+        self._settings = settings
+        self._kafka = settings.kafka
+        self._producer = Producer(producer_config(settings.kafka, client_id="streampulse-ingest"))
+        self._client = JetstreamClient(
+            settings.jetstream, settings.ingest, dictionary, on_reconnect=self._reconnected
+        )
+        self._start_cursor: int | None = None
+        self._newest_time_us: int | None = None
+        self._failure: LibKafkaError | None = None
+        self._callbacks: dict[str, DeliveryCallback] = {}
+        self._latencies: list[float] = []
+        self._rng = random.Random()  # noqa: S311 - sampling, not cryptography
+        self._events = 0
+        self._produced = 0
+        self._dead_letters = 0
+        self._reconnects = 0
+
+    # -- Kafka delivery reports -------------------------------------------------------------
+
+    def _on_delivery(self, collection: str) -> DeliveryCallback:
+        """One callback per collection, made once, so the hot path does no label lookups."""
+        callback = self._callbacks.get(collection)
+        if callback is not None:
+            return callback
+        produced = metrics.EVENTS_OUT.labels(collection)
+        samples = self._latencies
+        observe = metrics.ACK_LATENCY.observe
+
+        def delivered(error: LibKafkaError | None, message: Message) -> None:
+            if error is not None:
+                if self._failure is None:
+                    self._failure = error
+                return
+            self._produced += 1
+            produced.inc()
+            latency = message.latency()
+            if latency is not None:
+                observe(latency)
+                if len(samples) < _LATENCY_SAMPLES:
+                    samples.append(latency)
+                else:
+                    samples[self._rng.randrange(_LATENCY_SAMPLES)] = latency
+
+        self._callbacks[collection] = delivered
+        return delivered
+
+    def _produce(self, topic: str, value: bytes, key: bytes | None, collection: str) -> None:
+        callback = self._on_delivery(collection)
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=callback)
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # the local queue is full: let the broker catch up
+                self._raise_on_failure()
+
+    def _raise_on_failure(self) -> None:
+        if self._failure is not None:
+            raise KafkaError(f"Kafka did not acknowledge a write: {self._failure}")
+
+    # -- the stream -------------------------------------------------------------------------
+
+    def _cursor(self) -> int | None:
+        if self._newest_time_us is None:
+            return self._start_cursor
+        return self._newest_time_us - int(self._settings.ingest.cursor_margin_s * 1_000_000)
+
+    def _reconnected(self, endpoint: str, _reason: str) -> None:
+        self._reconnects += 1
+        metrics.RECONNECTS.labels(endpoint).inc()
+        metrics.CONNECTED.set(0)
+
+    def _dead_letter(self, frame: Frame, error: MalformedEvent) -> None:
+        self._dead_letters += 1
+        DEAD_LETTERS.labels("ingest", error.reason).inc()
+        letter = encode_dead_letter(
+            stage="ingest",
+            reason=error.reason,
+            error=str(error),
+            original=frame.data,
+            source=frame.endpoint,
+        )
+        self._produce(self._kafka.dlq_topic, letter, None, "dead_letter")
+
+    def _handle(self, frame: Frame) -> None:
+        if frame.error is not None:
+            self._dead_letter(frame, frame.error)
+            return
+        try:
+            event = normalize(frame.data, now_us(), self._settings.ingest.max_text_chars)
+        except MalformedEvent as exc:
+            self._dead_letter(frame, exc)
+            return
+        time_us = event["time_us"]
+        if self._newest_time_us is None or time_us > self._newest_time_us:
+            self._newest_time_us = time_us
+        collection = event["collection"] or event["kind"]
+        metrics.EVENTS_IN.labels(collection).inc()
+        self._produce(self._kafka.raw_topic, orjson.dumps(event), event["did"].encode(), collection)
+
+    async def _consume(self) -> None:
+        stop_after = self._settings.ingest.stop_after_events
+        frames = self._client.frames(self._cursor)
+        async for frame in frames:
+            self._events += 1
+            metrics.BYTES_IN.inc(frame.wire_bytes)
+            self._handle(frame)
+            if self._events % _POLL_EVERY == 0:
+                self._producer.poll(0)
+                self._raise_on_failure()
+                metrics.CONNECTED.set(1)
+                if self._newest_time_us is not None:
+                    metrics.LAG.set(time.time() - self._newest_time_us / 1e6)
+            if stop_after and self._events >= stop_after:
+                return
+
+    async def run(self, *, handle_signals: bool = True) -> IngestSummary:
+        """Stream until SIGTERM/SIGINT (or ``stop_after_events``), then flush and report."""
+        started, cpu_started = time.monotonic(), _cpu_seconds()
+        ensure_topics(self._kafka, [self._kafka.raw_topic, self._kafka.dlq_topic])
+        self._start_cursor = resume_cursor(
+            self._kafka,
+            tail_records=self._settings.ingest.cursor_tail_records,
+            margin_s=self._settings.ingest.cursor_margin_s,
+        )
+        if self._start_cursor is None:
+            self._start_cursor = self._settings.ingest.start_cursor_us
+        task = asyncio.create_task(self._consume())
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, task.cancel)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            remaining = self._producer.flush(_FLUSH_TIMEOUT_S)
+            metrics.CONNECTED.set(0)
+        self._raise_on_failure()
+        if remaining:
+            raise KafkaError(f"{remaining} records not acknowledged within {_FLUSH_TIMEOUT_S}s")
+        return IngestSummary(
+            events=self._events,
+            produced=self._produced,
+            dead_letters=self._dead_letters,
+            reconnects=self._reconnects,
+            seconds=round(time.monotonic() - started, 3),
+            cpu_seconds=round(_cpu_seconds() - cpu_started, 3),
+            ack_p50_ms=round(_percentile(self._latencies, 0.5) * 1000, 2),
+            ack_p99_ms=round(_percentile(self._latencies, 0.99) * 1000, 2),
+        )

@@ -1,0 +1,106 @@
+"""Kafka clients, configured from ``KafkaSettings`` in exactly one place.
+
+Every librdkafka property name the project uses appears in this module and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from streampulse.errors import KafkaError
+from streampulse.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+def producer_config(settings: KafkaSettings, *, client_id: str) -> dict[str, Any]:
+    """An idempotent, acks=all producer: no duplicates or reordering from its own retries."""
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": settings.compression,
+        "linger.ms": settings.linger_ms,
+        "batch.size": settings.batch_size_bytes,
+        "delivery.timeout.ms": settings.delivery_timeout_ms,
+        "queue.buffering.max.messages": settings.queue_max_messages,
+        "queue.buffering.max.kbytes": 1024 * 1024,
+        "statistics.interval.ms": 0,
+    }
+
+
+def consumer_config(
+    settings: KafkaSettings, *, group_id: str, client_id: str, auto_commit: bool = False
+) -> dict[str, Any]:
+    """A consumer that reads only committed records and commits offsets when told to."""
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": group_id,
+        "client.id": client_id,
+        "enable.auto.commit": auto_commit,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "enable.partition.eof": False,
+    }
+
+
+def reader_config(settings: KafkaSettings, *, client_id: str) -> dict[str, Any]:
+    """A consumer used with ``assign()`` only: it never joins a group or commits."""
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": f"{client_id}-reader",
+        "client.id": client_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+    }
+
+
+def admin_client(settings: KafkaSettings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+
+
+def ensure_topics(
+    settings: KafkaSettings, topics: Iterable[str], *, timeout_s: float = 30.0
+) -> None:
+    """Create the topics that do not exist yet, with the configured partitions and retention."""
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise KafkaError(f"cannot reach Kafka at {settings.bootstrap_servers}") from exc
+    missing = [topic for topic in topics if topic not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                topic,
+                num_partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                config={
+                    "retention.ms": str(settings.retention_ms),
+                    "compression.type": "producer",
+                },
+            )
+            for topic in missing
+        ],
+        operation_timeout=timeout_s,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+            log.info("created topic %s (%d partitions)", topic, settings.partitions)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
+                continue
+            raise KafkaError(f"cannot create topic {topic}") from exc

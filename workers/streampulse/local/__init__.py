@@ -1,0 +1,1 @@
+"""The one-machine stack: real engines started as local processes."""
