@@ -6,7 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streampulse.kafka import reader_config
 from streampulse.settings import KafkaSettings
@@ -83,7 +83,10 @@ def wait_for_count(
     deadline = time.monotonic() + timeout_s
     total = 0
     while time.monotonic() < deadline:
-        total = sum(topic_end_offsets(settings, topic).values())
+        try:
+            total = sum(topic_end_offsets(settings, topic).values())
+        except (KafkaException, KeyError):
+            total = 0  # the topic does not exist yet, or its leader is still being elected
         if total >= count:
             return total
         time.sleep(0.2)

@@ -15,7 +15,9 @@ import typer
 
 from streampulse.ingest.worker import IngestWorker
 from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
+from streampulse.local.stack import run_stack
 from streampulse.logs import configure_logging
+from streampulse.replay.server import run as run_replay
 from streampulse.settings import Settings
 from streampulse.telemetry import serve_metrics
 
@@ -23,6 +25,7 @@ app = typer.Typer(
     help="StreamPulse: real-time analytics of the Bluesky firehose.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,  # plain tracebacks: no locals (secrets) in logs
 )
 
 
@@ -33,6 +36,56 @@ def _settings() -> Settings:
 
 
 # --- commands (each stage registers its command below) ---
+
+
+@app.command("serve-models")
+def serve_models(
+    model_dir: Annotated[
+        list[Path] | None,
+        typer.Option(help="Exported model directory (repeatable); none: the offline defaults."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Bind port (0 picks a free one).")] = None,
+) -> None:
+    """Serve models over HTTP with dynamic micro-batching until SIGTERM."""
+    from streampulse.serving.app import serve  # noqa: PLC0415 - the serving extra
+
+    settings = _settings()
+    updates: dict[str, object] = {}
+    if model_dir:
+        updates["model_dirs"] = tuple(model_dir)
+    if port is not None:
+        updates["port"] = port
+    serve(settings.serving.model_copy(update=updates))
+
+
+models_app = typer.Typer(help="Model directories for the model server.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("export")
+def export_models(  # noqa: PLR0917 - the signature is the command line
+    source: Annotated[str, typer.Argument(help="Hugging Face model id or local directory.")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    name: Annotated[str, typer.Option(help="Model name in the API (toxicity, ner, ...).")],
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="multi_label_classification, single_label_classification or "
+            "token_classification; default: from the model's config."
+        ),
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub revision (commit or tag).")] = None,
+    max_length: Annotated[int, typer.Option(help="Tokens per text after truncation.")] = 128,
+) -> None:
+    """Export a model to ONNX, check parity, quantize to int8, write a model directory."""
+    from streampulse.serving.exporting import export_from_cli  # noqa: PLC0415 - export extra
+
+    _settings()
+    typer.echo(
+        export_from_cli(
+            source, out=out, name=name, task=task, revision=revision, max_length=max_length
+        )
+    )
 
 
 def _read_dictionary(settings: Settings) -> bytes | None:
@@ -68,6 +121,18 @@ def ingest(
     worker = IngestWorker(settings, _read_dictionary(settings))
     summary = asyncio.run(worker.run())
     typer.echo(f"ingest-summary {summary.to_json()}")
+
+
+@app.command()
+def replay() -> None:
+    """Serve a Jetstream-compatible /subscribe stream of recorded and synthetic events."""
+    run_replay(_settings())
+
+
+@app.command()
+def up() -> None:
+    """Run the pipeline on this machine until Ctrl-C (live Jetstream, else the replay)."""
+    run_stack(_settings())
 
 
 local_app = typer.Typer(help="Engines of the one-machine stack.", no_args_is_help=True)

@@ -6,6 +6,7 @@ Every librdkafka property name the project uses appears in this module and nowhe
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -69,6 +70,25 @@ def admin_client(settings: KafkaSettings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
 
 
+def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float) -> None:
+    """Block until every partition of ``topics`` has a leader (new topics need a moment)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metadata = admin.list_topics(timeout=timeout_s)
+        ready = all(
+            topic in metadata.topics
+            and metadata.topics[topic].error is None
+            and metadata.topics[topic].partitions
+            and all(p.leader >= 0 for p in metadata.topics[topic].partitions.values())
+            for topic in topics
+        )
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaError(f"topics {topics} have partitions without a leader")
+        time.sleep(0.1)
+
+
 def ensure_topics(
     settings: KafkaSettings, topics: Iterable[str], *, timeout_s: float = 30.0
 ) -> None:
@@ -104,3 +124,4 @@ def ensure_topics(
             if exc.args and exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
                 continue
             raise KafkaError(f"cannot create topic {topic}") from exc
+    _wait_for_leaders(admin, missing, timeout_s)

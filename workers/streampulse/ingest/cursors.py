@@ -23,6 +23,19 @@ from streampulse.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 
+def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """Low and high offsets, retried while a new partition's leader is still being elected."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=timeout_s)
+            return low, high
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _newest_time_us(consumer: Consumer, topic: str, tail: int, timeout_s: float) -> list[int]:
     """The largest ``time_us`` among the last ``tail`` records of each non-empty partition."""
     metadata = consumer.list_topics(topic, timeout=timeout_s)
@@ -32,9 +45,7 @@ def _newest_time_us(consumer: Consumer, topic: str, tail: int, timeout_s: float)
     ends: dict[int, int] = {}
     starts: list[TopicPartition] = []
     for partition in info.partitions:
-        low, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=timeout_s
-        )
+        low, high = _watermarks(consumer, TopicPartition(topic, partition), timeout_s)
         if high > low:
             ends[partition] = high
             starts.append(TopicPartition(topic, partition, max(low, high - tail)))

@@ -50,6 +50,13 @@ def subscribe_url(endpoint: str, settings: JetstreamSettings, cursor: int | None
     return f"{endpoint}?{urlencode(params)}" if params else endpoint
 
 
+def _reraise_pending_cancel() -> None:
+    """Closing a broken socket can replace a CancelledError; a stop request must still win."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Backoff:
     """Exponential backoff with equal jitter: half fixed, half random, capped."""
 
@@ -57,7 +64,7 @@ class Backoff:
         self._initial = initial_s
         self._max = max_s
         self._attempt = 0
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._rng = rng or random.Random()
 
     def next_delay(self) -> float:
         ceiling = min(self._max, self._initial * float(2**self._attempt))
@@ -120,9 +127,8 @@ class JetstreamClient:
                     received = 0
                     while True:
                         try:
-                            message = await asyncio.wait_for(
-                                websocket.recv(decode=False), self._ingest.idle_timeout_s
-                            )
+                            async with asyncio.timeout(self._ingest.idle_timeout_s):
+                                message = await websocket.recv(decode=False)
                         except TimeoutError:
                             reason = f"no frame for {self._ingest.idle_timeout_s}s"
                             break
@@ -141,6 +147,7 @@ class JetstreamClient:
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             self.connected_endpoint = None
+            _reraise_pending_cancel()
             index += 1
             delay = backoff.next_delay()
             log.warning("%s: %s; reconnecting in %.2fs", endpoint, reason, delay)

@@ -50,6 +50,7 @@ class IngestSummary:
     dead_letters: int
     reconnects: int
     seconds: float
+    streaming_seconds: float  # from the first frame to the last acknowledgement
     cpu_seconds: float
     ack_p50_ms: float
     ack_p99_ms: float
@@ -85,11 +86,12 @@ class IngestWorker:
         self._failure: LibKafkaError | None = None
         self._callbacks: dict[str, DeliveryCallback] = {}
         self._latencies: list[float] = []
-        self._rng = random.Random()  # noqa: S311 - sampling, not cryptography
+        self._rng = random.Random()
         self._events = 0
         self._produced = 0
         self._dead_letters = 0
         self._reconnects = 0
+        self._first_frame_at: float | None = None
 
     # -- Kafka delivery reports -------------------------------------------------------------
 
@@ -178,6 +180,8 @@ class IngestWorker:
         stop_after = self._settings.ingest.stop_after_events
         frames = self._client.frames(self._cursor)
         async for frame in frames:
+            if self._first_frame_at is None:
+                self._first_frame_at = time.monotonic()
             self._events += 1
             metrics.BYTES_IN.inc(frame.wire_bytes)
             self._handle(frame)
@@ -215,6 +219,7 @@ class IngestWorker:
                     loop.remove_signal_handler(sig)
             remaining = self._producer.flush(_FLUSH_TIMEOUT_S)
             metrics.CONNECTED.set(0)
+        finished = time.monotonic()
         self._raise_on_failure()
         if remaining:
             raise KafkaError(f"{remaining} records not acknowledged within {_FLUSH_TIMEOUT_S}s")
@@ -223,7 +228,8 @@ class IngestWorker:
             produced=self._produced,
             dead_letters=self._dead_letters,
             reconnects=self._reconnects,
-            seconds=round(time.monotonic() - started, 3),
+            seconds=round(finished - started, 3),
+            streaming_seconds=round(finished - (self._first_frame_at or finished), 3),
             cpu_seconds=round(_cpu_seconds() - cpu_started, 3),
             ack_p50_ms=round(_percentile(self._latencies, 0.5) * 1000, 2),
             ack_p99_ms=round(_percentile(self._latencies, 0.99) * 1000, 2),
