@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from streampulse.errors import InfrastructureError
 from streampulse.ingest.worker import IngestWorker
 from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
 from streampulse.local.stack import run_stack
@@ -55,7 +56,11 @@ def serve_models(
         updates["model_dirs"] = tuple(model_dir)
     if port is not None:
         updates["port"] = port
-    serve(settings.serving.model_copy(update=updates))
+    try:
+        serve(settings.serving.model_copy(update=updates))
+    except InfrastructureError as exc:
+        typer.echo(f"serve-models: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 models_app = typer.Typer(help="Model directories for the model server.", no_args_is_help=True)
@@ -81,11 +86,14 @@ def export_models(  # noqa: PLR0917 - the signature is the command line
     from streampulse.serving.exporting import export_from_cli  # noqa: PLC0415 - export extra
 
     _settings()
-    typer.echo(
-        export_from_cli(
+    try:
+        summary = export_from_cli(
             source, out=out, name=name, task=task, revision=revision, max_length=max_length
         )
-    )
+    except InfrastructureError as exc:
+        typer.echo(f"models export: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(summary)
 
 
 def _read_dictionary(settings: Settings) -> bytes | None:

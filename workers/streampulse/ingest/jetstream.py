@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 import zstandard
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from streampulse.errors import MalformedEvent
@@ -27,8 +28,7 @@ _MAX_FRAME_BYTES = 4 * 1024 * 1024
 _MAX_DECOMPRESSED_BYTES = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     """One message from the server: decoded bytes, or the reason it could not be decoded."""
 
     data: bytes
@@ -97,6 +97,7 @@ class JetstreamClient:
         )
         self._on_reconnect = on_reconnect
         self.connected_endpoint: str | None = None
+        self._last_frame_at = 0.0
 
     def _decompress(self, payload: bytes) -> bytes:
         assert self._decompressor is not None
@@ -104,6 +105,34 @@ class JetstreamClient:
             return self._decompressor.decompress(payload, max_output_size=_MAX_DECOMPRESSED_BYTES)
         except zstandard.ZstdError as exc:
             raise MalformedEvent("bad_compression", str(exc)) from exc
+
+    async def _close_when_idle(self, websocket: ClientConnection) -> None:
+        """Close the connection when no frame arrived for ``idle_timeout_s`` (a stalled peer).
+
+        One timer per connection, not one per frame: the receive loop only stamps the time.
+        """
+        timeout = self._ingest.idle_timeout_s
+        while True:
+            await asyncio.sleep(timeout / 4)
+            if time.monotonic() - self._last_frame_at > timeout:
+                log.warning("no frame for %.0fs; closing the connection", timeout)
+                await websocket.close(code=1001, reason="idle")
+                return
+
+    async def _receive(self, websocket: ClientConnection, endpoint: str) -> AsyncIterator[Frame]:
+        self._last_frame_at = time.monotonic()
+        recv = websocket.recv
+        decompress = self._decompress if self._decompressor is not None else None
+        while True:
+            message = await recv(decode=False)
+            self._last_frame_at = time.monotonic()
+            if decompress is None:
+                yield Frame(message, len(message), endpoint)
+                continue
+            try:
+                yield Frame(decompress(message), len(message), endpoint)
+            except MalformedEvent as exc:
+                yield Frame(message, len(message), endpoint, error=exc)
 
     async def frames(self, cursor: Callable[[], int | None]) -> AsyncIterator[Frame]:
         """Frames in server order; ``cursor()`` is asked for the resume point at each connect."""
@@ -124,24 +153,13 @@ class JetstreamClient:
                 ) as websocket:
                     self.connected_endpoint = endpoint
                     log.info("connected to %s", url)
-                    received = 0
-                    while True:
-                        try:
-                            async with asyncio.timeout(self._ingest.idle_timeout_s):
-                                message = await websocket.recv(decode=False)
-                        except TimeoutError:
-                            reason = f"no frame for {self._ingest.idle_timeout_s}s"
-                            break
-                        received += 1
-                        if received == 1:
+                    watchdog = asyncio.create_task(self._close_when_idle(websocket))
+                    try:
+                        async for frame in self._receive(websocket, endpoint):
                             backoff.reset()
-                        if self._decompressor is None:
-                            yield Frame(message, len(message), endpoint)
-                            continue
-                        try:
-                            yield Frame(self._decompress(message), len(message), endpoint)
-                        except MalformedEvent as exc:
-                            yield Frame(message, len(message), endpoint, error=exc)
+                            yield frame
+                    finally:
+                        watchdog.cancel()
             except ConnectionClosed as exc:
                 reason = f"connection closed ({exc.rcvd.code if exc.rcvd else 'abnormally'})"
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _POLL_EVERY = 512
 _LATENCY_SAMPLES = 100_000
+_SAMPLE_EVERY = 4  # acknowledgement latency is observed for one record in this many
 _FLUSH_TIMEOUT_S = 30.0
 
 DeliveryCallback = Callable[[LibKafkaError | None, Message], None]
@@ -85,6 +86,9 @@ class IngestWorker:
         self._newest_time_us: int | None = None
         self._failure: LibKafkaError | None = None
         self._callbacks: dict[str, DeliveryCallback] = {}
+        self._received_tally = metrics.Tally(metrics.EVENTS_IN)
+        self._produced_tally = metrics.Tally(metrics.EVENTS_OUT)
+        self._received_bytes = 0
         self._latencies: list[float] = []
         self._rng = random.Random()
         self._events = 0
@@ -100,7 +104,7 @@ class IngestWorker:
         callback = self._callbacks.get(collection)
         if callback is not None:
             return callback
-        produced = metrics.EVENTS_OUT.labels(collection)
+        count = self._produced_tally.add
         samples = self._latencies
         observe = metrics.ACK_LATENCY.observe
 
@@ -110,7 +114,9 @@ class IngestWorker:
                     self._failure = error
                 return
             self._produced += 1
-            produced.inc()
+            count(collection)
+            if self._produced % _SAMPLE_EVERY:
+                return
             latency = message.latency()
             if latency is not None:
                 observe(latency)
@@ -173,7 +179,7 @@ class IngestWorker:
         if self._newest_time_us is None or time_us > self._newest_time_us:
             self._newest_time_us = time_us
         collection = event["collection"] or event["kind"]
-        metrics.EVENTS_IN.labels(collection).inc()
+        self._received_tally.add(collection)
         self._produce(self._kafka.raw_topic, orjson.dumps(event), event["did"].encode(), collection)
 
     async def _consume(self) -> None:
@@ -183,16 +189,23 @@ class IngestWorker:
             if self._first_frame_at is None:
                 self._first_frame_at = time.monotonic()
             self._events += 1
-            metrics.BYTES_IN.inc(frame.wire_bytes)
+            self._received_bytes += frame.wire_bytes
             self._handle(frame)
             if self._events % _POLL_EVERY == 0:
                 self._producer.poll(0)
                 self._raise_on_failure()
-                metrics.CONNECTED.set(1)
-                if self._newest_time_us is not None:
-                    metrics.LAG.set(time.time() - self._newest_time_us / 1e6)
+                self._publish_metrics()
             if stop_after and self._events >= stop_after:
                 return
+
+    def _publish_metrics(self) -> None:
+        self._received_tally.flush()
+        self._produced_tally.flush()
+        metrics.BYTES_IN.inc(self._received_bytes)
+        self._received_bytes = 0
+        metrics.CONNECTED.set(1 if self._client.connected_endpoint else 0)
+        if self._newest_time_us is not None:
+            metrics.LAG.set(time.time() - self._newest_time_us / 1e6)
 
     async def run(self, *, handle_signals: bool = True) -> IngestSummary:
         """Stream until SIGTERM/SIGINT (or ``stop_after_events``), then flush and report."""
@@ -218,6 +231,7 @@ class IngestWorker:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
             remaining = self._producer.flush(_FLUSH_TIMEOUT_S)
+            self._publish_metrics()
             metrics.CONNECTED.set(0)
         finished = time.monotonic()
         self._raise_on_failure()

@@ -1,0 +1,1 @@
+"""Enrichment: raw posts -> model gateway -> the enriched topic."""
