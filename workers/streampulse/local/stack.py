@@ -79,6 +79,14 @@ def scrape(port: int) -> dict[str, dict[str, float]]:
     return samples
 
 
+def human_duration(seconds: float) -> str:
+    """12.3s, 4.5m, 2.0h or 145.1d: lag reads at a glance (replays of old data lag by days)."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.1f}s"
+
+
 def _short(collection: str) -> str:
     return collection.rsplit(".", 1)[-1]
 
@@ -95,7 +103,10 @@ def progress_line(samples: dict[str, dict[str, float]], rates: Rates) -> str:
         for key, value in samples.get("streampulse_dead_letters_total", {}).items()
         if key.startswith("ingest")
     )
-    return f"ingest {total:7.0f} ev/s | {by_collection} | dead letters {dead:.0f} | lag {lag:.1f}s"
+    return (
+        f"ingest {total:7.0f} ev/s | {by_collection} | dead letters {dead:.0f} "
+        f"| lag {human_duration(lag)}"
+    )
 
 
 @contextmanager

@@ -1,0 +1,83 @@
+"""The pure parts of the Jetstream client and the local stack's status line."""
+
+from __future__ import annotations
+
+import random
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from streampulse.ingest.jetstream import Backoff, subscribe_url
+from streampulse.local.stack import Rates, human_duration, progress_line
+from streampulse.settings import JetstreamSettings
+
+pytestmark = pytest.mark.unit
+
+
+def test_subscribe_url_carries_filters_compression_and_cursor() -> None:
+    settings = JetstreamSettings(
+        endpoints=("wss://example.invalid/subscribe",),
+        collections=("app.bsky.feed.post", "app.bsky.graph.*"),
+        dids=("did:plc:a",),
+        compress=True,
+        max_message_bytes=1_000_000,
+    )
+    url = subscribe_url(settings.endpoints[0], settings, cursor=1_725_911_162_329_308)
+    query = parse_qs(urlsplit(url).query)
+    assert query == {
+        "wantedCollections": ["app.bsky.feed.post", "app.bsky.graph.*"],
+        "wantedDids": ["did:plc:a"],
+        "compress": ["true"],
+        "maxMessageSizeBytes": ["1000000"],
+        "cursor": ["1725911162329308"],
+    }
+
+
+def test_subscribe_url_without_options_is_the_endpoint() -> None:
+    settings = JetstreamSettings(endpoints=("ws://h/subscribe",), compress=False)
+    assert subscribe_url("ws://h/subscribe", settings, cursor=None) == "ws://h/subscribe"
+
+
+def test_backoff_grows_with_jitter_up_to_the_cap_and_resets() -> None:
+    backoff = Backoff(0.5, 8.0, random.Random(1))
+    delays = [backoff.next_delay() for _ in range(8)]
+    ceilings = [min(8.0, 0.5 * 2**n) for n in range(8)]
+    for delay, ceiling in zip(delays, ceilings, strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    assert max(delays) <= 8.0
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.25, "0.2s"), (59.0, "59.0s"), (90.0, "1.5m"), (7200.0, "2.0h"), (12_533_204.7, "145.1d")],
+)
+def test_human_duration(seconds: float, shown: str) -> None:
+    assert human_duration(seconds) == shown
+
+
+def test_progress_line_shows_rates_by_collection() -> None:
+    rates = Rates()
+    first = {
+        "streampulse_ingest_events_total": {
+            "app.bsky.feed.like": 100.0,
+            "app.bsky.feed.post": 10.0,
+        },
+        "streampulse_ingest_lag_seconds": {"": 1.5},
+        "streampulse_dead_letters_total": {"ingest,invalid_json": 2.0, "enrich,timeout": 5.0},
+    }
+    progress_line(first, rates)
+    rates.previous_at -= 2.0  # as if the second scrape came two seconds later
+    second = {
+        **first,
+        "streampulse_ingest_events_total": {
+            "app.bsky.feed.like": 500.0,
+            "app.bsky.feed.post": 50.0,
+        },
+    }
+    line = progress_line(second, rates)
+    assert "like 200" in line
+    assert "post 20" in line
+    assert "dead letters 2" in line
+    assert "lag 1.5s" in line
