@@ -28,7 +28,7 @@ help: ## List the targets
 $(BIN)/.installed: pyproject.toml workers/pyproject.toml operator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U "pip>=25.1"
-	$(BIN)/pip install -q -e workers -e operator --group dev
+	$(BIN)/pip install -q -e "workers[serving,export]" -e operator --group dev
 	touch $@
 
 .PHONY: venv
@@ -71,7 +71,11 @@ test: lint ## Lint, then every test tier (what CI runs)
 	$(MAKE) --no-print-directory test-unit test-integration test-e2e
 
 .PHONY: bench
-bench: bench-ingest ## Every benchmark
+bench: bench-ingest bench-models ## Every benchmark
+
+.PHONY: bench-models
+bench-models: venv ## Model server: micro-batched HTTP vs in-process ceiling vs unbatched
+	$(BIN)/python -m tests.bench.bench_models
 
 .PHONY: bench-ingest
 bench-ingest: venv kafka ## Replay at full speed -> ingest -> real Kafka

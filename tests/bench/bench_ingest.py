@@ -76,9 +76,7 @@ def main() -> None:
                 code = ingest.wait(timeout_s=900)
                 if code != 0:
                     sys.exit(f"ingest failed ({code}):\n{ingest.output()[-3000:]}")
-                summary = orjson.loads(
-                    ingest.wait_for_output(r"ingest-summary (\{.*\})").group(1)
-                )
+                summary = orjson.loads(ingest.wait_for_output(r"ingest-summary (\{.*\})").group(1))
             finally:
                 replay.signal(signal.SIGTERM)
                 replay.stop()

@@ -7,7 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from streampulse.ingest.jetstream import Backoff, subscribe_url
+from streampulse.backoff import Backoff
+from streampulse.ingest.jetstream import subscribe_url
 from streampulse.local.stack import Rates, human_duration, progress_line
 from streampulse.settings import JetstreamSettings
 

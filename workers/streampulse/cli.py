@@ -6,13 +6,14 @@ logging, and hands the settings down. Nothing below this module reads the enviro
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvloop
 
+from streampulse.enrich.worker import EnrichWorker
 from streampulse.errors import InfrastructureError
 from streampulse.ingest.worker import IngestWorker
 from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
@@ -127,8 +128,26 @@ def ingest(
     settings = settings.model_copy(update={"jetstream": jetstream, "ingest": ingest_settings})
     serve_metrics(settings.metrics_port)
     worker = IngestWorker(settings, _read_dictionary(settings))
-    summary = asyncio.run(worker.run())
+    summary = uvloop.run(worker.run())
     typer.echo(f"ingest-summary {summary.to_json()}")
+
+
+@app.command()
+def enrich(
+    delivery: Annotated[
+        str | None, typer.Option(help="at_least_once or exactly_once (default: settings).")
+    ] = None,
+) -> None:
+    """Enrich raw posts with every model through the gateway until SIGTERM."""
+    settings = _settings()
+    if delivery is not None:
+        enrich_settings = type(settings.enrich).model_validate(
+            {**settings.enrich.model_dump(), "delivery": delivery}
+        )
+        settings = settings.model_copy(update={"enrich": enrich_settings})
+    serve_metrics(settings.metrics_port)
+    summary = uvloop.run(EnrichWorker(settings).run())
+    typer.echo(f"enrich-summary {summary.to_json()}")
 
 
 @app.command()

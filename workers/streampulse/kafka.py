@@ -37,6 +37,17 @@ def producer_config(settings: KafkaSettings, *, client_id: str) -> dict[str, Any
     }
 
 
+def transactional_producer_config(
+    settings: KafkaSettings, *, client_id: str, transactional_id: str
+) -> dict[str, Any]:
+    """A producer whose writes and consumer offsets commit atomically (exactly-once)."""
+    return {
+        **producer_config(settings, client_id=client_id),
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": max(60_000, settings.delivery_timeout_ms),
+    }
+
+
 def consumer_config(
     settings: KafkaSettings, *, group_id: str, client_id: str, auto_commit: bool = False
 ) -> dict[str, Any]:

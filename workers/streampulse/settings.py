@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JETSTREAM_ENDPOINTS = (
@@ -155,6 +155,121 @@ class LocalSettings(_Group):
     )
 
 
+class ServingSettings(_Group):
+    """The model server: ONNX Runtime sessions behind a micro-batching HTTP API."""
+
+    host: str = Field("127.0.0.1", description="Bind address; 0.0.0.0 inside a pod.")
+    port: int = Field(8500, ge=0, le=65535, description="Bind port; 0 picks a free one.")
+    model_dirs: tuple[Path, ...] = Field(
+        (), description="Exported model directories to serve; empty: the offline defaults."
+    )
+    quantized: bool = Field(
+        True, description="Serve the int8 ONNX file when a model has one (about 2x faster)."
+    )
+    batching: bool = Field(
+        True, description="Coalesce concurrent requests into one inference; off: one per request."
+    )
+    max_batch_size: int = Field(
+        32, ge=1, le=1024, description="Most texts in one inference: 32 fills 2-8 cores well."
+    )
+    max_wait_ms: float = Field(
+        4.0,
+        ge=0,
+        le=1000,
+        description="Longest wait in ms for a batch to fill once its first text arrived.",
+    )
+    max_queue_texts: int = Field(
+        1024,
+        ge=1,
+        description="Texts waiting for inference before new requests get 503 (bounds memory).",
+    )
+    max_texts_per_request: int = Field(
+        64, ge=1, description="Texts one request may carry; more is a 413."
+    )
+    max_text_chars: int = Field(
+        3000,
+        ge=1,
+        description="Characters one text may have; more is a 413 (Bluesky allows 300 graphemes).",
+    )
+    max_length: int = Field(
+        128, ge=8, le=512, description="Tokens per text after truncation (posts fit in 128)."
+    )
+    length_bucket: int = Field(
+        4,
+        ge=1,
+        description="Texts of a batch are grouped by token length in steps of this many tokens; "
+        "4 cuts padding to a few tokens a text for far less than the padding costs.",
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, description="ONNX Runtime threads per inference; 0: one per available core."
+    )
+    spin_wait: bool = Field(
+        False,
+        description="Let idle ONNX Runtime threads spin: faster on dedicated cores, but burns "
+        "CPU quota under limits and slows down on shared cores.",
+    )
+    warmup_batches: int = Field(
+        2, ge=0, description="Inferences run before /readyz turns ready (first runs are slow)."
+    )
+
+    @model_validator(mode="after")
+    def _a_whole_request_fits_the_queue(self) -> ServingSettings:
+        if self.max_texts_per_request > self.max_queue_texts:
+            raise ValueError("max_texts_per_request must not exceed max_queue_texts")
+        return self
+
+
+class EnrichSettings(_Group):
+    """The enrich worker: raw posts -> the model gateway -> the enriched topic."""
+
+    gateway_url: str = Field(
+        "http://127.0.0.1:8500",
+        description="Base URL of the model gateway; models answer at /v1/models/<name>:predict.",
+    )
+    models: tuple[str, ...] = Field(
+        ("toxicity", "ner", "sentiment"), description="Models every post is scored by."
+    )
+    group_id: str = Field("streampulse-enrich", description="Kafka consumer group.")
+    delivery: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="at_least_once commits offsets after acks; exactly_once uses transactions.",
+    )
+    batch_posts: int = Field(
+        256, ge=1, le=10_000, description="Most posts taken from Kafka per enrichment cycle."
+    )
+    batch_wait_ms: int = Field(
+        50, ge=0, le=10_000, description="Longest wait for a cycle's batch to fill, in ms."
+    )
+    request_texts: int = Field(
+        32, ge=1, le=1024, description="Texts per HTTP request (the server's limit is 64)."
+    )
+    max_in_flight: int = Field(
+        16, ge=1, le=1024, description="Concurrent HTTP requests to the gateway."
+    )
+    request_timeout_s: float = Field(10.0, gt=0, description="Timeout of one HTTP request.")
+    retry_initial_s: float = Field(0.1, gt=0, description="First retry backoff.")
+    retry_max_s: float = Field(5.0, gt=0, description="Ceiling of the retry backoff.")
+    retry_budget_s: float = Field(
+        120.0,
+        gt=0,
+        description="How long a post is retried through transient failures before it becomes "
+        "a dead letter; longer than a model server restart.",
+    )
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failed requests that open the circuit breaker."
+    )
+    breaker_open_s: float = Field(
+        2.0, gt=0, description="How long the breaker stays open before one probe request."
+    )
+    transactional_id: str = Field(
+        "streampulse-enrich",
+        description="Prefix of the producer's transactional.id in exactly_once mode.",
+    )
+    stop_when_idle_s: float = Field(
+        0.0, ge=0, description="Exit cleanly after this long without input (0: never); benches."
+    )
+
+
 class Settings(BaseSettings):
     """Everything a StreamPulse process can be told, grouped by concern."""
 
@@ -181,3 +296,5 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     replay: ReplaySettings = ReplaySettings()
     local: LocalSettings = LocalSettings()
+    enrich: EnrichSettings = EnrichSettings()
+    serving: ServingSettings = ServingSettings()

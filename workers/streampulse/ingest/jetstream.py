@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple
@@ -19,6 +18,7 @@ import zstandard
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from streampulse.backoff import Backoff
 from streampulse.errors import MalformedEvent
 from streampulse.settings import IngestSettings, JetstreamSettings
 
@@ -55,24 +55,6 @@ def _reraise_pending_cancel() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-class Backoff:
-    """Exponential backoff with equal jitter: half fixed, half random, capped."""
-
-    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
-        self._initial = initial_s
-        self._max = max_s
-        self._attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        ceiling = min(self._max, self._initial * float(2**self._attempt))
-        self._attempt += 1
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 class JetstreamClient:

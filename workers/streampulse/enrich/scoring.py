@@ -1,0 +1,129 @@
+"""Scoring a batch of posts with every model: chunked, concurrent, retried, isolated.
+
+Every model sees every post, in requests of ``request_texts`` texts, all in flight together
+(bounded by the gateway's ``max_in_flight``). Transient failures are retried with jittered
+backoff, honouring Retry-After, behind the circuit breaker, until the batch's retry budget runs
+out. A permanent rejection of a request is narrowed down by retrying its texts one by one, so
+only the posts a model really refuses fail; each failure carries its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from streampulse.backoff import Backoff
+from streampulse.enrich import metrics
+from streampulse.enrich.breaker import CircuitBreaker
+from streampulse.enrich.gateway import ModelGateway, Prediction, Rejected, Unavailable
+from streampulse.settings import EnrichSettings
+
+
+class _BudgetExhausted(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass
+class ScoredBatch:
+    """Per post (by index): the predictions of each model, or why it could not be scored."""
+
+    predictions: list[dict[str, Prediction]]
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+class Scorer:
+    def __init__(
+        self, settings: EnrichSettings, gateway: ModelGateway, breaker: CircuitBreaker
+    ) -> None:
+        self._settings = settings
+        self._gateway = gateway
+        self._breaker = breaker
+
+    async def score(self, texts: list[str], traceparents: list[str | None]) -> ScoredBatch:
+        batch = ScoredBatch(predictions=[{} for _ in texts])
+        deadline = time.monotonic() + self._settings.retry_budget_s
+        size = self._settings.request_texts
+        chunks = [
+            list(range(start, min(start + size, len(texts))))
+            for start in range(0, len(texts), size)
+        ]
+        await asyncio.gather(
+            *(
+                self._score_chunk(model, chunk, texts, traceparents, deadline=deadline, batch=batch)
+                for model in self._settings.models
+                for chunk in chunks
+            )
+        )
+        return batch
+
+    async def _score_chunk(
+        self,
+        model: str,
+        indices: list[int],
+        texts: list[str],
+        traceparents: list[str | None],
+        *,
+        deadline: float,
+        batch: ScoredBatch,
+    ) -> None:
+        try:
+            outputs = await self._with_retries(
+                model, [texts[i] for i in indices], traceparents[indices[0]], deadline
+            )
+        except Rejected as exc:
+            if len(indices) == 1:
+                batch.failures.setdefault(indices[0], f"{model} {exc}")
+                return
+            await asyncio.gather(
+                *(
+                    self._score_chunk(
+                        model, [i], texts, traceparents, deadline=deadline, batch=batch
+                    )
+                    for i in indices
+                )
+            )
+            return
+        except _BudgetExhausted as exc:
+            for i in indices:
+                batch.failures.setdefault(i, exc.reason)
+            return
+        for i, output in zip(indices, outputs, strict=True):
+            batch.predictions[i][model] = output
+
+    async def _with_retries(
+        self, model: str, texts: list[str], traceparent: str | None, deadline: float
+    ) -> list[Prediction]:
+        backoff = Backoff(self._settings.retry_initial_s, self._settings.retry_max_s)
+        while True:
+            while not self._breaker.allows():
+                if time.monotonic() > deadline:
+                    raise _BudgetExhausted(f"{model} unavailable: circuit breaker open")
+                await asyncio.sleep(0.05)
+            started = time.perf_counter()
+            try:
+                outputs = await self._gateway.predict(model, texts, traceparent)
+            except Unavailable as exc:
+                self._breaker.failure()
+                metrics.MODEL_REQUESTS.labels(model, exc.reason).inc()
+                delay = max(backoff.next_delay(), exc.retry_after_s or 0.0)
+                if time.monotonic() + delay > deadline:
+                    raise _BudgetExhausted(
+                        f"{model} unavailable after the retry budget: {exc}"
+                    ) from exc
+                metrics.RETRIES.labels(model).inc()
+                await asyncio.sleep(delay)
+                continue
+            except Rejected as exc:
+                self._breaker.success()  # the server answered: it is healthy
+                metrics.MODEL_REQUESTS.labels(model, exc.reason).inc()
+                raise
+            except BaseException:
+                self._breaker.abandon_probe()
+                raise
+            self._breaker.success()
+            metrics.MODEL_REQUESTS.labels(model, "ok").inc()
+            metrics.MODEL_LATENCY.labels(model).observe(time.perf_counter() - started)
+            return outputs
