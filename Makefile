@@ -38,6 +38,10 @@ venv: $(BIN)/.installed ## Create the Python environment (.venv) with the packag
 kafka: venv ## Fetch Apache Kafka from Maven Central into the cache
 	$(BIN)/streampulse local fetch-kafka
 
+.PHONY: kube
+kube: venv ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kwok and helm v4 into the cache
+	$(BIN)/python -m tests.harness.kube
+
 .PHONY: up
 up: venv kafka ## Run the pipeline locally (Ctrl-C stops everything it started)
 	$(BIN)/streampulse up
@@ -59,11 +63,11 @@ test-unit: venv ## Unit tests (no network)
 	$(PYTEST) tests/unit -m unit
 
 .PHONY: test-integration
-test-integration: venv kafka ## Integration tests against real local services
+test-integration: venv kafka kube ## Integration tests against real local services
 	$(PYTEST) tests/integration -m integration
 
 .PHONY: test-e2e
-test-e2e: venv kafka ## End-to-end tests
+test-e2e: venv kafka kube ## End-to-end tests
 	$(PYTEST) tests/e2e -m e2e
 
 .PHONY: test
