@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import NamedTuple
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import zstandard
@@ -28,13 +27,8 @@ _MAX_FRAME_BYTES = 4 * 1024 * 1024
 _MAX_DECOMPRESSED_BYTES = 8 * 1024 * 1024
 
 
-class Frame(NamedTuple):
-    """One message from the server: decoded bytes, or the reason it could not be decoded."""
-
-    data: bytes
-    wire_bytes: int
-    endpoint: str
-    error: MalformedEvent | None = None
+FrameHandler = Callable[[bytes, int, MalformedEvent | None], bool]
+"""Called with (decoded bytes, bytes on the wire, decoding error or None); False stops."""
 
 
 def subscribe_url(endpoint: str, settings: JetstreamSettings, cursor: int | None) -> str:
@@ -101,25 +95,16 @@ class JetstreamClient:
                 await websocket.close(code=1001, reason="idle")
                 return
 
-    async def _receive(self, websocket: ClientConnection, endpoint: str) -> AsyncIterator[Frame]:
-        self._last_frame_at = time.monotonic()
-        recv = websocket.recv
-        decompress = self._decompress if self._decompressor is not None else None
-        while True:
-            message = await recv(decode=False)
-            self._last_frame_at = time.monotonic()
-            if decompress is None:
-                yield Frame(message, len(message), endpoint)
-                continue
-            try:
-                yield Frame(decompress(message), len(message), endpoint)
-            except MalformedEvent as exc:
-                yield Frame(message, len(message), endpoint, error=exc)
+    async def stream(self, cursor: Callable[[], int | None], on_frame: FrameHandler) -> None:
+        """Call ``on_frame`` for every frame, in server order, until it returns False.
 
-    async def frames(self, cursor: Callable[[], int | None]) -> AsyncIterator[Frame]:
-        """Frames in server order; ``cursor()`` is asked for the resume point at each connect."""
+        ``cursor()`` is asked for the resume point at each connect. Frames are handed over
+        synchronously from the receive loop: no queue and no generator between the socket and the
+        handler, which is the hot path of ingestion.
+        """
         backoff = Backoff(self._ingest.reconnect_initial_s, self._ingest.reconnect_max_s)
         endpoints = self._jetstream.endpoints
+        decompress = self._decompress if self._decompressor is not None else None
         index = 0
         while True:
             endpoint = endpoints[index % len(endpoints)]
@@ -135,18 +120,33 @@ class JetstreamClient:
                 ) as websocket:
                     self.connected_endpoint = endpoint
                     log.info("connected to %s", url)
+                    self._last_frame_at = time.monotonic()
                     watchdog = asyncio.create_task(self._close_when_idle(websocket))
+                    recv = websocket.recv
+                    monotonic = time.monotonic
                     try:
-                        async for frame in self._receive(websocket, endpoint):
-                            backoff.reset()
-                            yield frame
+                        message = await recv(decode=False)
+                        backoff.reset()
+                        while True:
+                            self._last_frame_at = monotonic()
+                            if decompress is None:
+                                going = on_frame(message, len(message), None)
+                            else:
+                                try:
+                                    going = on_frame(decompress(message), len(message), None)
+                                except MalformedEvent as exc:
+                                    going = on_frame(message, len(message), exc)
+                            if not going:
+                                return
+                            message = await recv(decode=False)
                     finally:
                         watchdog.cancel()
             except ConnectionClosed as exc:
                 reason = f"connection closed ({exc.rcvd.code if exc.rcvd else 'abnormally'})"
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
-            self.connected_endpoint = None
+            finally:
+                self.connected_endpoint = None
             _reraise_pending_cancel()
             index += 1
             delay = backoff.next_delay()

@@ -131,9 +131,12 @@ def _commit(event: NormalizedEvent, commit: dict[str, Any], max_text_chars: int)
     operation = commit.get("operation")
     if operation not in _OPERATIONS:
         raise MalformedEvent("bad_operation", f"commit operation {operation!r}")
-    collection = _str(commit, "collection", "missing_field")
-    rkey = _str(commit, "rkey", "missing_field")
-    rev = _str(commit, "rev", "missing_field")
+    collection, rkey, rev = commit.get("collection"), commit.get("rkey"), commit.get("rev")
+    if not (type(collection) is str and type(rkey) is str and type(rev) is str):
+        for key in ("collection", "rkey", "rev"):
+            _str(commit, key, "missing_field")  # raises, naming the first bad field
+    if not (collection and rkey and rev):
+        raise MalformedEvent("missing_field", "collection, rkey and rev must not be empty")
     event["operation"] = operation
     event["collection"] = collection
     event["rkey"] = rkey

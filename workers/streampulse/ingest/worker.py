@@ -26,7 +26,7 @@ from streampulse.errors import KafkaError, MalformedEvent
 from streampulse.events import encode_dead_letter, now_us
 from streampulse.ingest import metrics
 from streampulse.ingest.cursors import resume_cursor
-from streampulse.ingest.jetstream import Frame, JetstreamClient
+from streampulse.ingest.jetstream import JetstreamClient
 from streampulse.ingest.normalizing import normalize
 from streampulse.kafka import ensure_topics, producer_config
 from streampulse.settings import Settings
@@ -96,6 +96,8 @@ class IngestWorker:
         self._dead_letters = 0
         self._reconnects = 0
         self._first_frame_at: float | None = None
+        self._max_text_chars = settings.ingest.max_text_chars
+        self._raw_topic = settings.kafka.raw_topic
 
     # -- Kafka delivery reports -------------------------------------------------------------
 
@@ -154,49 +156,46 @@ class IngestWorker:
         metrics.RECONNECTS.labels(endpoint).inc()
         metrics.CONNECTED.set(0)
 
-    def _dead_letter(self, frame: Frame, error: MalformedEvent) -> None:
+    def _dead_letter(self, data: bytes, error: MalformedEvent) -> None:
         self._dead_letters += 1
         DEAD_LETTERS.labels("ingest", error.reason).inc()
         letter = encode_dead_letter(
             stage="ingest",
             reason=error.reason,
             error=str(error),
-            original=frame.data,
-            source=frame.endpoint,
+            original=data,
+            source=self._client.connected_endpoint or "",
         )
         self._produce(self._kafka.dlq_topic, letter, None, "dead_letter")
 
-    def _handle(self, frame: Frame) -> None:
-        if frame.error is not None:
-            self._dead_letter(frame, frame.error)
-            return
-        try:
-            event = normalize(frame.data, now_us(), self._settings.ingest.max_text_chars)
-        except MalformedEvent as exc:
-            self._dead_letter(frame, exc)
-            return
-        time_us = event["time_us"]
-        if self._newest_time_us is None or time_us > self._newest_time_us:
-            self._newest_time_us = time_us
-        collection = event["collection"] or event["kind"]
-        self._received_tally.add(collection)
-        self._produce(self._kafka.raw_topic, orjson.dumps(event), event["did"].encode(), collection)
-
-    async def _consume(self) -> None:
+    def _on_frame(self, data: bytes, wire_bytes: int, error: MalformedEvent | None) -> bool:
+        """The per-event hot path: normalize and produce, or dead-letter. False stops."""
+        if self._first_frame_at is None:
+            self._first_frame_at = time.monotonic()
+        self._events += 1
+        self._received_bytes += wire_bytes
+        if error is not None:
+            self._dead_letter(data, error)
+        else:
+            try:
+                event = normalize(data, now_us(), self._max_text_chars)
+            except MalformedEvent as exc:
+                self._dead_letter(data, exc)
+            else:
+                time_us = event["time_us"]
+                if self._newest_time_us is None or time_us > self._newest_time_us:
+                    self._newest_time_us = time_us
+                collection = event["collection"] or event["kind"]
+                self._received_tally.add(collection)
+                self._produce(
+                    self._raw_topic, orjson.dumps(event), event["did"].encode(), collection
+                )
+        if self._events % _POLL_EVERY == 0:
+            self._producer.poll(0)
+            self._raise_on_failure()
+            self._publish_metrics()
         stop_after = self._settings.ingest.stop_after_events
-        frames = self._client.frames(self._cursor)
-        async for frame in frames:
-            if self._first_frame_at is None:
-                self._first_frame_at = time.monotonic()
-            self._events += 1
-            self._received_bytes += frame.wire_bytes
-            self._handle(frame)
-            if self._events % _POLL_EVERY == 0:
-                self._producer.poll(0)
-                self._raise_on_failure()
-                self._publish_metrics()
-            if stop_after and self._events >= stop_after:
-                return
+        return not (stop_after and self._events >= stop_after)
 
     def _publish_metrics(self) -> None:
         self._received_tally.flush()
@@ -218,7 +217,7 @@ class IngestWorker:
         )
         if self._start_cursor is None:
             self._start_cursor = self._settings.ingest.start_cursor_us
-        task = asyncio.create_task(self._consume())
+        task = asyncio.create_task(self._client.stream(self._cursor, self._on_frame))
         loop = asyncio.get_running_loop()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
