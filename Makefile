@@ -75,11 +75,15 @@ test: lint ## Lint, then every test tier (what CI runs)
 	$(MAKE) --no-print-directory test-unit test-integration test-e2e
 
 .PHONY: bench
-bench: bench-ingest bench-models ## Every benchmark
+bench: bench-ingest bench-models bench-enrich ## Every benchmark
 
 .PHONY: bench-models
 bench-models: venv ## Model server: micro-batched HTTP vs in-process ceiling vs unbatched
 	$(BIN)/python -m tests.bench.bench_models
+
+.PHONY: bench-enrich
+bench-enrich: venv kafka ## Raw -> enrich -> model server -> enriched: tiny models flat out, MiniLM at 70 posts/s
+	$(BIN)/python -m tests.bench.bench_enrich
 
 .PHONY: bench-ingest
 bench-ingest: venv kafka ## Replay at full speed -> ingest -> real Kafka
