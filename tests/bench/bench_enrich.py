@@ -83,7 +83,6 @@ def model_server(dirs: list[Path], work: Path) -> tuple[ManagedProcess, str]:
     env = {
         "STREAMPULSE_SERVING__MODEL_DIRS": orjson.dumps([str(d) for d in dirs]).decode(),
         "STREAMPULSE_SERVING__PORT": str(port),
-        "STREAMPULSE_LOG_LEVEL": "WARNING",
     }
     server = ManagedProcess.streampulse(["serve-models"], env, work / f"serve-{port}.log")
     server.wait_for_output(r"ready: ner, sentiment, toxicity", timeout_s=300)

@@ -192,6 +192,7 @@ def _commit(**overrides: Any) -> dict[str, Any]:
         (orjson.dumps(_commit(kind=None)), "unknown_kind"),
         (orjson.dumps(_commit(commit="nope")), "missing_field"),
         (orjson.dumps(_commit(commit={"operation": "upsert"})), "bad_operation"),
+        (orjson.dumps(_commit(commit={"operation": ["create"]})), "bad_operation"),
         (
             orjson.dumps(_commit(commit={**_commit()["commit"], "record": None})),
             "missing_field",
@@ -216,7 +217,8 @@ def test_bad_frames_have_clear_reasons(frame: bytes, reason: str) -> None:
 
 def test_hostile_text_survives_a_round_trip() -> None:
     text = "a\x00b\x1b[31mred\u202eevil\u202c 👩‍👩‍👧‍👦 🏳️‍🌈 中文 עברית"
-    record = {"text": text, "langs": ["he", 7, None], "facets": [None, {"features": "x"}]}
+    facets = [None, {"features": "x"}, {"features": [{"$type": ["unhashable"]}, 5]}]
+    record = {"text": text, "langs": ["he", 7, None], "facets": facets}
     frame = orjson.dumps(_commit(commit={**_commit()["commit"], "record": record}))
     event = normalize(frame, INGESTED_AT)
     assert event["text"] == text

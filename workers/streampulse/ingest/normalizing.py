@@ -96,7 +96,8 @@ def _facets(event: NormalizedEvent, record: dict[str, Any]) -> None:
     for facet in facets[:_MAX_FACET_ITEMS] if type(facets) is list else ():
         features = facet.get("features") if type(facet) is dict else None
         for feature in features[:_MAX_FACET_ITEMS] if type(features) is list else ():
-            target = targets.get(feature.get("$type")) if type(feature) is dict else None
+            kind = feature.get("$type") if type(feature) is dict else None
+            target = targets.get(kind) if type(kind) is str else None
             if target is not None:
                 _add_unique(target[1], feature.get(target[0]))
     tags = record.get("tags")
@@ -129,7 +130,7 @@ def _post(event: NormalizedEvent, record: dict[str, Any], max_text_chars: int) -
 
 def _commit(event: NormalizedEvent, commit: dict[str, Any], max_text_chars: int) -> NormalizedEvent:
     operation = commit.get("operation")
-    if operation not in _OPERATIONS:
+    if type(operation) is not str or operation not in _OPERATIONS:
         raise MalformedEvent("bad_operation", f"commit operation {operation!r}")
     collection, rkey, rev = commit.get("collection"), commit.get("rkey"), commit.get("rev")
     if not (type(collection) is str and type(rkey) is str and type(rev) is str):
