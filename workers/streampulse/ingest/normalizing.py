@@ -7,7 +7,7 @@ works on plain dicts and checks only what the record contract needs. Anything un
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -20,6 +20,7 @@ from streampulse.events import (
     REPOST,
     SCHEMA_VERSION,
     NormalizedEvent,
+    Operation,
 )
 
 _OPERATIONS = frozenset(("create", "update", "delete"))
@@ -138,7 +139,7 @@ def _commit(event: NormalizedEvent, commit: dict[str, Any], max_text_chars: int)
             _str(commit, key, "missing_field")  # raises, naming the first bad field
     if not (collection and rkey and rev):
         raise MalformedEvent("missing_field", "collection, rkey and rev must not be empty")
-    event["operation"] = operation
+    event["operation"] = cast(Operation, operation)  # checked against _OPERATIONS above
     event["collection"] = collection
     event["rkey"] = rkey
     event["rev"] = rev
