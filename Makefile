@@ -42,6 +42,14 @@ kafka: venv ## Fetch Apache Kafka from Maven Central into the cache
 kube: venv ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kwok and helm v4 into the cache
 	$(BIN)/python -m tests.harness.kube
 
+.PHONY: crds
+crds: ## Copy the StreamPulse CRD (crds/) into the operator chart
+	cp crds/*.yaml charts/streampulse-operator/crds/
+
+.PHONY: chart-lint
+chart-lint: kube crds ## helm lint --strict the operator chart
+	$(STREAMPULSE_CACHE_DIR)/kube-1.37.2/bin/helm lint --strict charts/streampulse-operator
+
 .PHONY: up
 up: venv kafka ## Run the pipeline locally (Ctrl-C stops everything it started)
 	$(BIN)/streampulse up

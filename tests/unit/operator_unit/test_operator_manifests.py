@@ -1,0 +1,155 @@
+"""Renderers against golden files, and the properties every rendered object must have.
+
+Regenerate the golden files after an intended change with
+``STREAMPULSE_UPDATE_GOLDEN=1 pytest tests/unit/operator_unit``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from streampulse_operator.manifests import render, render_resource
+from streampulse_operator.manifests.common import INSTANCE_LABEL
+from tests.unit.operator_unit.cases import CASES, OWNER, defaulted
+
+pytestmark = pytest.mark.unit
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def rendered(case: str) -> list[dict[str, Any]]:
+    return render(OWNER, defaulted(json.loads(json.dumps(CASES[case]))))
+
+
+def pods(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = obj.get("spec", {})
+    if obj["kind"] in {"Deployment", "StatefulSet", "Job"}:
+        return [spec["template"]["spec"]]
+    return []
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_golden_file(case: str) -> None:
+    text = yaml.safe_dump_all(rendered(case), sort_keys=True)
+    path = GOLDEN / f"{case}.yaml"
+    if os.environ.get("STREAMPULSE_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run with STREAMPULSE_UPDATE_GOLDEN=1"
+    assert text == path.read_text()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_child_is_owned_labelled_and_unique(case: str) -> None:
+    objects = rendered(case)
+    keys = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(keys) == len(set(keys))
+    for obj in objects:
+        meta = obj["metadata"]
+        assert meta["namespace"] == OWNER.namespace
+        assert meta["labels"][INSTANCE_LABEL] == OWNER.name
+        (ref,) = meta["ownerReferences"]
+        assert ref["uid"] == OWNER.uid
+        assert ref["controller"] is True
+        assert ref["kind"] == "StreamPulse"
+        assert len(meta["name"]) <= 63
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_pod_is_restricted_with_requests_and_limits(case: str) -> None:
+    for obj in rendered(case):
+        for pod in pods(obj):
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+            assert pod["automountServiceAccountToken"] is False
+            for container in pod["containers"]:
+                context = container["securityContext"]
+                assert context["allowPrivilegeEscalation"] is False
+                assert context["capabilities"]["drop"] == ["ALL"]
+                assert context["readOnlyRootFilesystem"] is True
+                for bound in ("requests", "limits"):
+                    assert set(container["resources"][bound]) == {"cpu", "memory"}, obj
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_no_secret_values_in_rendered_objects(case: str) -> None:
+    for obj in rendered(case):
+        assert obj["kind"] != "Secret"
+        for pod in pods(obj):
+            for container in pod["containers"]:
+                for env in container.get("env", []):
+                    if any(w in env["name"] for w in ("KEY", "PASSWORD", "USER", "SECRET")):
+                        assert "value" not in env, env
+                        assert "secretKeyRef" in env["valueFrom"], env
+        text = json.dumps(obj)
+        assert "aws-secret-key=${ENV:S3_SECRET_KEY}" in text or "secret-key=" not in text
+
+
+def test_suspend_scales_to_zero_and_suspends_flink() -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered("suspended")}
+    deployments = [o for (kind, _), o in objects.items() if kind == "Deployment"]
+    assert deployments
+    assert all(d["spec"]["replicas"] == 0 for d in deployments)
+    assert not [k for k in objects if k[0] == "HorizontalPodAutoscaler"]
+    assert objects[("FlinkDeployment", "demo-flink")]["spec"]["job"]["state"] == "suspended"
+    assert ("Kafka", "demo") in objects  # data stays
+
+
+def test_external_mode_renders_no_kafka_or_minio_and_points_workers_at_them() -> None:
+    objects = rendered("external")
+    kinds = {o["kind"] for o in objects}
+    assert not kinds & {"Kafka", "KafkaNodePool", "KafkaTopic", "StatefulSet", "Job"}
+    assert "ServiceMonitor" in kinds
+    (ingest,) = [
+        o for o in objects if o["kind"] == "ConfigMap" and "ingest" in o["metadata"]["name"]
+    ]
+    assert ingest["data"]["STREAMPULSE_KAFKA__BOOTSTRAP_SERVERS"].startswith("kafka-0.kafka:9092")
+    (flink,) = [o for o in objects if o["kind"] == "FlinkDeployment"]
+    refs = [
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for e in flink["spec"]["podTemplate"]["spec"]["containers"][0]["env"]
+        if "valueFrom" in e
+    ]
+    assert refs == ["lake-credentials", "lake-credentials"]
+
+
+def test_gateway_routes_every_model() -> None:
+    objects = rendered("example")
+    (ingress,) = [o for o in objects if o["kind"] == "Ingress"]
+    paths = {
+        p["path"]: p["backend"]["service"]["name"]
+        for p in ingress["spec"]["rules"][0]["http"]["paths"]
+    }
+    for model in ("toxicity", "ner", "sentiment"):
+        assert paths[f"/models/{model}"] == f"demo-model-{model}"
+        assert paths[f"/v1/models/{model}:predict"] == f"demo-model-{model}"
+
+
+def test_topic_partitions_and_model_replicas_follow_the_spec() -> None:
+    spec = CASES["example"] | {"topics": {"raw": {"partitions": 12}}}
+    spec["models"] = [
+        {
+            "name": "toxicity",
+            "task": "multi_label_classification",
+            "minReplicas": 2,
+            "maxReplicas": 7,
+        }
+    ]
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in render(OWNER, defaulted(spec))}
+    assert objects[("KafkaTopic", "demo-raw")]["spec"]["partitions"] == 12
+    hpa = objects[("HorizontalPodAutoscaler", "demo-model-toxicity")]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 7)
+    assert ("Deployment", "demo-model-ner") not in objects
+
+
+def test_render_resource_reads_a_whole_object() -> None:
+    resource = {
+        "apiVersion": "streampulse.io/v1alpha1",
+        "kind": "StreamPulse",
+        "metadata": {"name": OWNER.name, "namespace": OWNER.namespace, "uid": OWNER.uid},
+        "spec": json.loads(json.dumps(CASES["defaults"])),
+    }
+    assert render_resource(resource) == rendered("defaults")
