@@ -42,6 +42,10 @@ kafka: venv ## Fetch Apache Kafka from Maven Central into the cache
 kube: venv ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kwok and helm v4 into the cache
 	$(BIN)/python -m tests.harness.kube
 
+.PHONY: flink-env
+flink-env: ## Build the Flink job's own venv and fetch its connector jars (Kafka, Paimon) into the cache
+	$(PYTHON) flink/environment.py > /dev/null
+
 .PHONY: crds
 crds: ## Copy the StreamPulse CRD (crds/) into the operator chart
 	cp crds/*.yaml charts/streampulse-operator/crds/
@@ -56,22 +60,22 @@ up: venv kafka ## Run the pipeline locally (Ctrl-C stops everything it started)
 
 .PHONY: lint
 lint: venv ## ruff, ruff format --check, mypy --strict, import-linter
-	$(BIN)/ruff check workers operator tests
-	$(BIN)/ruff format --check workers operator tests
+	$(BIN)/ruff check workers operator tests flink
+	$(BIN)/ruff format --check workers operator tests flink
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 .PHONY: fmt
 fmt: venv ## Format and auto-fix
-	$(BIN)/ruff format workers operator tests
-	$(BIN)/ruff check --fix workers operator tests
+	$(BIN)/ruff format workers operator tests flink
+	$(BIN)/ruff check --fix workers operator tests flink
 
 .PHONY: test-unit
 test-unit: venv ## Unit tests (no network)
 	$(PYTEST) tests/unit -m unit
 
 .PHONY: test-integration
-test-integration: venv kafka kube ## Integration tests against real local services
+test-integration: venv kafka kube flink-env ## Integration tests against real local services
 	$(PYTEST) tests/integration -m integration
 
 .PHONY: test-e2e
@@ -83,7 +87,7 @@ test: lint ## Lint, then every test tier (what CI runs)
 	$(MAKE) --no-print-directory test-unit test-integration test-e2e
 
 .PHONY: bench
-bench: bench-ingest bench-models bench-enrich ## Every benchmark
+bench: bench-ingest bench-models bench-enrich bench-operator ## Every benchmark
 
 .PHONY: bench-models
 bench-models: venv ## Model server: micro-batched HTTP vs in-process ceiling vs unbatched
@@ -92,6 +96,10 @@ bench-models: venv ## Model server: micro-batched HTTP vs in-process ceiling vs 
 .PHONY: bench-enrich
 bench-enrich: venv kafka ## Raw -> enrich -> model server -> enriched: tiny models flat out, MiniLM at 70 posts/s
 	$(BIN)/python -m tests.bench.bench_enrich
+
+.PHONY: bench-operator
+bench-operator: venv kube ## The operator against a real control plane: apply latency, 50 resources, RSS
+	$(BIN)/python -m tests.bench.bench_operator
 
 .PHONY: bench-ingest
 bench-ingest: venv kafka ## Replay at full speed -> ingest -> real Kafka

@@ -1,0 +1,194 @@
+"""The Flink job's own environment: a pinned venv and the connector jars, built into the cache.
+
+Standard library only, so any Python 3.11 runs it (``make flink-env`` does)::
+
+    python flink/environment.py            # build what is missing, print the paths as JSON
+
+The venv (``$STREAMPULSE_CACHE_DIR/flink-venv-<hash>``) holds ``apache-flink`` from
+``flink/requirements.txt`` plus this job package (``flink/``, installed editable). The jars
+(``$STREAMPULSE_CACHE_DIR/flink-jars-<hash>``) come from Maven Central: a generated pom names
+the Kafka connector and the Paimon connector, and ``mvn dependency:copy-dependencies`` copies
+them with their runtime dependencies. Both directories are keyed by a hash of what defines them
+and finished with a stamp file, so a second run does nothing and a changed pin builds anew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REQUIREMENTS = HERE / "requirements.txt"
+
+FLINK_VERSION = "2.1.3"
+FLINK_MINOR = "2.1"
+KAFKA_CONNECTOR_VERSION = f"5.0.0-{FLINK_MINOR}"
+PAIMON_VERSION = "1.3.0"
+
+# (groupId, artifactId, version); their runtime dependencies come along, less EXCLUDED.
+JARS: tuple[tuple[str, str, str], ...] = (
+    ("org.apache.flink", "flink-connector-kafka", KAFKA_CONNECTOR_VERSION),
+    # provided by the connector's pom, but not part of the Flink distribution's lib/
+    ("org.apache.flink", "flink-connector-base", FLINK_VERSION),
+    ("org.apache.paimon", f"paimon-flink-{FLINK_MINOR}", PAIMON_VERSION),
+    # Paimon's catalog uses Hadoop's Configuration class; this is the pre-bundled Hadoop the
+    # Paimon docs name for Flink.
+    ("org.apache.flink", "flink-shaded-hadoop-2-uber", "2.8.3-10.0"),
+)
+
+# Left out of the copy with everything they pull in: Paimon's query service (netty, guava) is
+# not used by the job, and Flink's lib/ already has slf4j.
+EXCLUDED = (
+    ("org.apache.paimon", "paimon-service-client"),
+    ("org.apache.paimon", "paimon-service-runtime"),
+    ("org.slf4j", "slf4j-api"),
+    ("org.slf4j", "slf4j-log4j12"),
+)
+
+_POM_HEAD = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>io.streampulse.cache</groupId>
+  <artifactId>flink-job-jars</artifactId>
+  <version>1</version>
+  <dependencies>
+"""
+_POM_DEP = """    <dependency>
+      <groupId>{0}</groupId><artifactId>{1}</artifactId><version>{2}</version>
+      <exclusions>{3}</exclusions>
+    </dependency>
+"""
+_POM_EXCLUSION = "<exclusion><groupId>{0}</groupId><artifactId>{1}</artifactId></exclusion>"
+_POM_TAIL = "  </dependencies>\n</project>\n"
+
+
+class FlinkEnvironmentError(RuntimeError):
+    """Building the Flink environment failed; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class FlinkEnvironment:
+    python: Path
+    jars_dir: Path
+
+    @property
+    def jars(self) -> list[Path]:
+        return sorted(self.jars_dir.glob("*.jar"))
+
+    def pipeline_jars(self) -> str:
+        """The ``pipeline.jars`` value: ``file://`` URLs separated by semicolons."""
+        return ";".join(jar.as_uri() for jar in self.jars)
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("STREAMPULSE_CACHE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "streampulse"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def pom() -> str:
+    exclusions = "".join(_POM_EXCLUSION.format(*excluded) for excluded in EXCLUDED)
+    return _POM_HEAD + "".join(_POM_DEP.format(*jar, exclusions) for jar in JARS) + _POM_TAIL
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(argv: list[str], what: str) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise FlinkEnvironmentError(
+            f"{what} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
+
+
+def venv_dir(root: Path) -> Path:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return root / f"flink-venv-{_digest(REQUIREMENTS.read_text(), version)}"
+
+
+def jars_dir(root: Path) -> Path:
+    return root / f"flink-jars-{_digest(pom())}"
+
+
+def ensure_venv(root: Path) -> Path:
+    """The venv's python, creating the venv the first time."""
+    home = venv_dir(root)
+    python = home / "bin" / "python"
+    stamp = home / ".complete"
+    if stamp.exists():
+        return python
+    with _locked(home.with_suffix(".lock")):
+        if stamp.exists():
+            return python
+        started = time.monotonic()
+        shutil.rmtree(home, ignore_errors=True)
+        _run([sys.executable, "-m", "venv", str(home)], "creating the Flink venv")
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        _run([*pip, "-r", str(REQUIREMENTS)], "installing apache-flink")
+        _run([*pip, "--no-deps", "-e", str(HERE)], "installing streampulse_flink")
+        stamp.write_text(f"{time.monotonic() - started:.1f}s\n")
+    return python
+
+
+def ensure_jars(root: Path) -> Path:
+    """The directory of connector jars, fetching them from Maven Central the first time."""
+    home = jars_dir(root)
+    libs = home / "lib"
+    stamp = home / ".complete"
+    if stamp.exists():
+        return libs
+    with _locked(home.with_suffix(".lock")):
+        if stamp.exists():
+            return libs
+        if shutil.which("mvn") is None:
+            raise FlinkEnvironmentError("Maven (mvn) is needed to fetch the Flink connectors")
+        started = time.monotonic()
+        shutil.rmtree(libs, ignore_errors=True)
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "pom.xml").write_text(pom())
+        _run(
+            ["mvn", "-q", "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies"]
+            + [f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
+            "fetching the Flink connector jars",
+        )
+        stamp.write_text(f"{time.monotonic() - started:.1f}s\n")
+    return libs
+
+
+def ensure(root: Path | None = None) -> FlinkEnvironment:
+    root = root or cache_dir()
+    return FlinkEnvironment(python=ensure_venv(root), jars_dir=ensure_jars(root))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args()
+    env = ensure(args.cache_dir)
+    print(json.dumps({"python": str(env.python), "jars": [str(j) for j in env.jars]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

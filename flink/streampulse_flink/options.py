@@ -1,0 +1,49 @@
+"""What one run of the job is told: where to read, where to write, and how to window."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    raw_topic: str = "bluesky.stream.raw"
+    enriched_topic: str = "bluesky.stream.enriched"
+    group_id: str = "streampulse-flink"
+    # A local path or s3://bucket/path: the Paimon filesystem catalog's warehouse.
+    warehouse: str = "/tmp/streampulse-warehouse"  # noqa: S108 - overridden by every caller
+    database: str = "streampulse"
+    # Events more than this far behind the newest event time seen are late (counted apart).
+    # Jetstream's time_us is assigned by one server, so seconds of disorder cover it.
+    watermark_delay_s: int = 5
+    # Checkpoints commit Kafka offsets and Paimon snapshots together: data is visible after one.
+    checkpoint_interval_ms: int = 10_000
+    checkpoint_dir: str = ""
+    parallelism: int = 1
+    # A partition without records for this long stops holding the watermark back.
+    idle_timeout_ms: int = 10_000
+    # Duplicates (same event_id) within this time are counted once; state older is dropped.
+    dedup_ttl_h: int = 36
+    toxic_threshold: float = 0.5
+    trending_window_min: int = 15
+    trending_top_n: int = 20
+
+    @classmethod
+    def from_argv(cls, argv: list[str] | None = None) -> JobOptions:
+        """Options from ``--flag value`` arguments; defaults from STREAMPULSE_* variables."""
+        defaults = cls()
+        env = {
+            "bootstrap_servers": os.environ.get("STREAMPULSE_KAFKA__BOOTSTRAP_SERVERS"),
+            "raw_topic": os.environ.get("STREAMPULSE_KAFKA__RAW_TOPIC"),
+            "enriched_topic": os.environ.get("STREAMPULSE_KAFKA__ENRICHED_TOPIC"),
+        }
+        parser = argparse.ArgumentParser(prog="streampulse_flink.job")
+        for name, default in vars(defaults).items():
+            value = env.get(name) or default
+            parser.add_argument(
+                f"--{name.replace('_', '-')}", dest=name, type=type(default), default=value
+            )
+        return cls(**vars(parser.parse_args(argv)))

@@ -1,0 +1,89 @@
+"""The Paimon tables (database ``streampulse``): names, keys and storage options.
+
+``enriched_posts`` is append-only; every aggregate has a primary key and is upserted as the
+stream corrects it (late events update the minute they belong to, never a new row).
+"""
+
+from __future__ import annotations
+
+CATALOG = "lake"
+
+# Aggregates are small: one bucket each, so a reader sees few files.
+_PK_OPTIONS = {
+    "bucket": "1",
+    "file.format": "parquet",
+    "merge-engine": "deduplicate",
+    "changelog-producer": "input",
+}
+
+_APPEND_OPTIONS = {
+    "bucket": "4",
+    "bucket-key": "did",
+    "file.format": "parquet",
+    # small-file compaction of the append table, in the writer
+    "compaction.min.file-num": "5",
+    "compaction.max.file-num": "50",
+    "target-file-size": "128 mb",
+}
+
+# name -> (columns, primary key, partition keys, options)
+TABLES: dict[str, tuple[str, str, str, dict[str, str]]] = {
+    "enriched_posts": (
+        """event_id STRING, did STRING, time_us BIGINT, event_time TIMESTAMP(3),
+        operation STRING, `text` STRING, langs ARRAY<STRING>, created_at STRING,
+        reply_root STRING, reply_parent STRING, embed_type STRING, hashtags ARRAY<STRING>,
+        mentions ARRAY<STRING>, links ARRAY<STRING>, toxicity DOUBLE,
+        toxicity_labels MAP<STRING, DOUBLE>,
+        entities ARRAY<ROW<`text` STRING, label STRING, `start` INT, `end` INT, score DOUBLE>>,
+        sentiment_label STRING, sentiment_score DOUBLE, `models` ARRAY<STRING>,
+        ingested_at_us BIGINT, enriched_at_us BIGINT, is_late BOOLEAN, dt STRING""",
+        "",
+        "dt",
+        _APPEND_OPTIONS,
+    ),
+    "volume_per_minute": (
+        """window_start TIMESTAMP(3), collection STRING, lang STRING, events BIGINT,
+        creates BIGINT, deletes BIGINT, authors BIGINT""",
+        "window_start, collection, lang",
+        "",
+        _PK_OPTIONS,
+    ),
+    "toxicity_per_minute": (
+        """window_start TIMESTAMP(3), lang STRING, posts BIGINT, toxic_posts BIGINT,
+        mean_toxicity DOUBLE, p95_toxicity DOUBLE""",
+        "window_start, lang",
+        "",
+        _PK_OPTIONS,
+    ),
+    "trending_hashtags": (
+        """window_start TIMESTAMP(3), window_end TIMESTAMP(3), hashtag STRING, posts BIGINT,
+        authors BIGINT""",
+        "window_start, hashtag",
+        "",
+        _PK_OPTIONS,
+    ),
+    "trending_entities": (
+        """window_start TIMESTAMP(3), window_end TIMESTAMP(3), entity STRING, label STRING,
+        posts BIGINT, authors BIGINT""",
+        "window_start, entity, label",
+        "",
+        _PK_OPTIONS,
+    ),
+    "late_events": (
+        "source STRING, window_start TIMESTAMP(3), events BIGINT",
+        "source, window_start",
+        "",
+        _PK_OPTIONS,
+    ),
+}
+
+
+def create_table(database: str, name: str) -> str:
+    columns, key, partition, options = TABLES[name]
+    primary = f",\n  PRIMARY KEY ({key}) NOT ENFORCED" if key else ""
+    partitioned = f"\nPARTITIONED BY ({partition})" if partition else ""
+    with_ = ",\n".join(f"  '{k}' = '{v}'" for k, v in options.items())
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{CATALOG}`.`{database}`.`{name}` (\n  {columns}{primary}\n)"
+        f"{partitioned}\nWITH (\n{with_}\n)"
+    )

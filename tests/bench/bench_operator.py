@@ -1,0 +1,157 @@
+"""make bench-operator: the operator against a real control plane (etcd + kube-apiserver).
+
+- apply_to_children_s: from creating the example StreamPulse to every child existing;
+- fifty_reconciled_s: from creating 50 StreamPulses to every one's status observing its generation;
+- operator_rss_mb: the operator's resident memory after that.
+Baseline, same plane and run: creating 50 ConfigMaps directly (what the API server alone costs).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from streampulse.local.kafka_broker import free_port
+from tests.harness.kube import ApiError, ControlPlane, ensure_binaries, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "streampulse-operator"
+EXAMPLE: dict[str, Any] = yaml.safe_load((CHART / "examples" / "streampulse.yaml").read_text())
+NS = "default"
+SP = f"/apis/streampulse.io/v1alpha1/namespaces/{NS}/streampulses"
+COUNT = 50
+
+
+def _get(plane: ControlPlane, path: str) -> Any:
+    try:
+        return plane.request("GET", path)
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _children_of(plane: ControlPlane, name: str) -> list[str]:
+    apps = f"/apis/apps/v1/namespaces/{NS}/deployments"
+    strimzi = f"/apis/kafka.strimzi.io/v1/namespaces/{NS}"
+    return [
+        *(f"{apps}/{name}-model-{model['name']}" for model in EXAMPLE["spec"]["models"]),
+        f"{apps}/{name}-ingest",
+        f"{apps}/{name}-enrich",
+        f"{strimzi}/kafkas/{name}",
+        f"/apis/flink.apache.org/v1beta1/namespaces/{NS}/flinkdeployments/{name}-flink",
+    ]
+
+
+def _resource(name: str) -> dict[str, Any]:
+    resource = copy.deepcopy(EXAMPLE)
+    resource["metadata"] = {"name": name, "namespace": NS}
+    return resource
+
+
+def _reconciled(plane: ControlPlane, name: str) -> bool:
+    current = _get(plane, f"{SP}/{name}")
+    status = (current or {}).get("status") or {}
+    return bool(current) and status.get("observedGeneration") == current["metadata"]["generation"]
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    crds_dir = os.environ.get("STREAMPULSE_TEST_K8S_CRDS_DIR")
+    if not crds_dir or not Path(crds_dir).is_dir():
+        sys.exit("set STREAMPULSE_TEST_K8S_CRDS_DIR to the upstream CRD directory")
+    with ControlPlane(ensure_binaries(), crds_dir=Path(crds_dir)) as plane:
+        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        wait_until(
+            lambda: plane.crd_established("streampulses.streampulse.io"),
+            timeout=60,
+            what="the StreamPulse CRD",
+        )
+        started = time.perf_counter()
+        for index in range(COUNT):
+            plane.request(
+                "POST",
+                f"/api/v1/namespaces/{NS}/configmaps",
+                {"metadata": {"name": f"baseline-{index}"}, "data": {"k": "v"}},
+            )
+        baseline_s = time.perf_counter() - started
+
+        health = free_port()
+        env = plane.env() | {
+            "STREAMPULSE_OPERATOR_HEALTH_PORT": str(health),
+            "STREAMPULSE_OPERATOR_HEALTH_HOST": "127.0.0.1",
+        }
+        log = (plane.directory / "operator.log").open("wb")
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "streampulse_operator"], env=env, stdout=log, stderr=log
+        )
+        try:
+            wait_until(lambda: _healthy(health), timeout=60, what="the operator's health endpoint")
+            started = time.perf_counter()
+            plane.request("POST", SP, _resource("demo"))
+            wait_until(
+                lambda: all(_get(plane, path) for path in _children_of(plane, "demo")),
+                timeout=120,
+                what="the example's children",
+            )
+            apply_s = time.perf_counter() - started
+
+            started = time.perf_counter()
+            names = [f"bench-{index:02d}" for index in range(COUNT)]
+            for name in names:
+                plane.request("POST", SP, _resource(name))
+            wait_until(
+                lambda: all(_reconciled(plane, name) for name in names),
+                timeout=600,
+                what=f"{COUNT} StreamPulses reconciled",
+            )
+            fifty_s = time.perf_counter() - started
+            rss_mb = _rss_mb(operator.pid)
+        finally:
+            operator.terminate()
+            operator.wait(30)
+            log.close()
+
+    print("operator benchmark: real etcd + kube-apiserver, operator as a process")
+    print(f"  {'apply -> all children exist (s)':<42} {apply_s:>10.2f}")
+    print(f"  {f'{COUNT} StreamPulses reconciled (s)':<42} {fifty_s:>10.2f}")
+    print(f"  {'operator RSS (MiB)':<42} {rss_mb:>10.1f}")
+    print(f"  {f'baseline: {COUNT} ConfigMaps created (s)':<42} {baseline_s:>10.2f}")
+    print(
+        orjson.dumps(
+            {
+                "bench": "operator",
+                "apply_to_children_s": round(apply_s, 2),
+                "fifty_reconciled_s": round(fifty_s, 2),
+                "operator_rss_mb": round(rss_mb, 1),
+                "baseline": {"fifty_configmaps_s": round(baseline_s, 2)},
+            }
+        ).decode()
+    )
+
+
+if __name__ == "__main__":
+    main()

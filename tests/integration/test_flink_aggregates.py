@@ -1,0 +1,207 @@
+"""The Flink job end to end: real Kafka, Flink's local mini-cluster, Paimon on the local disk.
+
+A crafted set of events, with answers computed by hand below, goes through the job in two
+phases. Phase 1 has events out of order (within the 5 s watermark bound) and a duplicate; once
+it is visible in the tables, phase 2 sends an event far behind the watermark (late) and another
+duplicate. Every table is read back with a Flink batch query and compared exactly.
+
+Windows of the trending tables are 2 minutes sliding by 1 and keep the top 1, so ties, top-N
+replacement and late corrections are all visible in a few rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from streampulse.enrich.records import ENTITIES, TOXICITY, enriched_record
+from streampulse.kafka import ensure_topics, producer_config
+from streampulse.settings import KafkaSettings, Settings
+from tests.harness.flink import FlinkJob, flink_environment, query, wait_until
+
+pytestmark = pytest.mark.integration
+
+T0_US = int(datetime(2025, 1, 15, 12, 0, tzinfo=UTC).timestamp() * 1_000_000)
+POST, LIKE, FOLLOW = "app.bsky.feed.post", "app.bsky.feed.like", "app.bsky.graph.follow"
+
+
+def at(minute: int, second: int) -> int:
+    return T0_US + (minute * 60 + second) * 1_000_000
+
+
+def raw(n: int, did: str, t: int, collection: str = POST, **fields: Any) -> dict[str, Any]:
+    """A normalized event with every field present, as the ingest worker writes it."""
+    event: dict[str, Any] = {
+        "schema_version": 1, "event_id": f"{did}/{collection}/r{n}@v1", "did": did,
+        "time_us": t, "kind": "commit", "operation": "create", "collection": collection,
+        "rkey": f"r{n}", "rev": "v1", "cid": f"c{n}", "ingested_at_us": t + 1000,
+        "text": None, "langs": [], "created_at": None, "reply_root": None,
+        "reply_parent": None, "embed_type": None, "hashtags": [], "mentions": [], "links": [],
+        "subject_uri": None, "subject_did": None, "handle": None, "active": None,
+        "status": None, "record_json": None,
+    }  # fmt: skip
+    if collection == POST and fields.get("operation", "create") == "create":
+        event["text"] = f"post {n}"
+    event.update(fields)
+    return event
+
+
+def enriched(event: dict[str, Any], toxicity: float | None, entities: list[str]) -> bytes:
+    """The enriched record exactly as the enrich worker serializes it."""
+    predictions: dict[str, dict[str, Any]] = {}
+    if toxicity is not None:
+        predictions[TOXICITY] = {"label": "toxic", "scores": {"toxic": toxicity}}
+    found = [{"text": e.split(":")[0], "label": e.split(":")[1], "start": 0, "end": 4,
+              "score": 0.9} for e in entities]  # fmt: skip
+    predictions[ENTITIES] = {"entities": found}
+    return enriched_record(event, predictions, {TOXICITY: "1", ENTITIES: "1"}, event["time_us"])
+
+
+A, B, C, D, E = (f"did:plc:{name}" for name in "abcde")
+R1 = raw(1, A, at(0, 10), langs=["en"], hashtags=["rust"])
+R2 = raw(2, B, at(0, 20), langs=["en"], hashtags=["Rust", "python"])
+R3 = raw(3, A, at(0, 30), LIKE, subject_uri="at://x/app.bsky.feed.post/1")
+R4 = raw(4, C, at(1, 5), langs=["ja"], hashtags=["rust"])
+R5 = raw(5, B, at(1, 2), langs=[], hashtags=["python"])  # 3 s out of order: not late
+R7 = raw(7, C, at(1, 30), FOLLOW, subject_did=D)
+R8 = raw(8, A, at(2, 0), operation="delete")
+R9 = raw(9, D, at(3, 0), langs=["en"], hashtags=["python"])  # watermark -> 12:02:55
+R10 = raw(10, E, at(0, 40), langs=["en"], hashtags=["rust"])  # phase 2: late
+R12 = raw(12, D, at(3, 10), langs=["en"])
+
+RAW_PHASE_1 = [R1, R2, R3, R4, R5, R2, R7, R8, R9]  # R2 twice
+RAW_PHASE_2 = [R10, R4, R12]  # R4 again: a late duplicate
+ENRICHED_PHASE_1 = [
+    enriched(R1, 0.10, ["Rust:ORG"]),
+    enriched(R2, 0.91, ["rust:ORG", "Alice:PER"]),
+    enriched(R4, 0.33, []),
+    enriched(R5, 0.62, []),
+    enriched(R2, 0.91, ["rust:ORG", "Alice:PER"]),
+    enriched(R9, 0.57, []),
+]
+ENRICHED_PHASE_2 = [enriched(R10, 0.72, ["Alice:PER"]), enriched(R12, None, [])]
+
+
+def ts(minute: int) -> str:
+    return f"2025-01-15T12:{minute:02d}:00" if minute >= 0 else f"2025-01-15T11:{60 + minute}:00"
+
+
+# (window_start, collection, lang, events, creates, deletes, authors)
+VOLUME = sorted([
+    (ts(0), POST, "en", 3, 3, 0, 3),  # R1 R2 R10 (late, still counted)
+    (ts(0), LIKE, "-", 1, 1, 0, 1),
+    (ts(1), POST, "ja", 1, 1, 0, 1),
+    (ts(1), POST, "und", 1, 1, 0, 1),
+    (ts(1), FOLLOW, "-", 1, 1, 0, 1),
+    (ts(2), POST, "und", 1, 0, 1, 1),
+    (ts(3), POST, "en", 2, 2, 0, 1),
+])  # fmt: skip
+# (window_start, lang, posts, toxic_posts, mean, p95: upper edge of a 0.05 bucket)
+TOXICITY_ROWS = [
+    (ts(0), "en", 3, 2, (0.10 + 0.91 + 0.72) / 3, 0.95),
+    (ts(1), "ja", 1, 0, 0.33, 0.35),
+    (ts(1), "und", 1, 1, 0.62, 0.65),
+    (ts(3), "en", 1, 1, 0.57, 0.60),
+]
+# top 1 of 2-minute windows: (window_start, window_end, hashtag, posts, authors)
+HASHTAGS = [
+    (ts(-1), ts(1), "rust", 3, 3),  # R1 R2 R10
+    (ts(0), ts(2), "rust", 4, 4),  # R1 R2 R4 R10
+    (ts(1), ts(3), "python", 1, 1),  # ties rust (R4) 1/1: name order
+    (ts(2), ts(4), "python", 1, 1),
+    (ts(3), ts(5), "python", 1, 1),
+]
+# the late Alice (R10) ties rust 2/2 and takes the top place from it
+ENTITY_ROWS = [
+    (ts(-1), ts(1), "alice", "PER", 2, 2),
+    (ts(0), ts(2), "alice", "PER", 2, 2),
+]
+LATE = [("enriched", ts(0), 1), ("raw", ts(0), 1)]
+
+QUERIES = [
+    "SELECT event_id, is_late, toxicity, dt FROM enriched_posts",
+    "SELECT * FROM volume_per_minute",
+    "SELECT * FROM toxicity_per_minute",
+    "SELECT * FROM trending_hashtags",
+    "SELECT * FROM trending_entities",
+    "SELECT * FROM late_events",
+]
+
+
+def _produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
+    producer = Producer(producer_config(kafka, client_id="flink-test"))
+    for value in values:
+        producer.produce(topic, value=value, key=b"k")
+    assert producer.flush(30) == 0
+
+
+def _rows(rows: list[dict[str, Any]], *columns: str) -> list[tuple[Any, ...]]:
+    return sorted(tuple(row[c] for c in columns) for row in rows)
+
+
+def test_exact_aggregates_with_disorder_lateness_and_duplicates(
+    kafka_settings: KafkaSettings, settings: Settings, tmp_path: Path
+) -> None:
+    env = flink_environment(settings.cache_dir)
+    kafka = kafka_settings.model_copy(update={"partitions": 1})
+    ensure_topics(kafka, [kafka.raw_topic, kafka.enriched_topic])
+    warehouse = tmp_path / "warehouse"
+    job = FlinkJob(
+        env,
+        {
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "raw_topic": kafka.raw_topic,
+            "enriched_topic": kafka.enriched_topic,
+            "group_id": f"flink-{uuid.uuid4().hex[:6]}",
+            "warehouse": warehouse,
+            "checkpoint_interval_ms": 1000,
+            "checkpoint_dir": (tmp_path / "checkpoints").as_uri(),
+            "trending_window_min": 2,
+            "trending_top_n": 1,
+        },
+        tmp_path / "job.log",
+    )
+    try:
+        job.wait_started()
+        _produce(kafka, kafka.raw_topic, [orjson.dumps(e) for e in RAW_PHASE_1])
+        _produce(kafka, kafka.enriched_topic, ENRICHED_PHASE_1)
+        wait_until(
+            lambda: query(env, warehouse, QUERIES[:2]),
+            lambda r: len(r[0]) == 5 and sum(row["events"] for row in r[1]) == 8,
+            240,
+            "phase 1 visible",
+        )
+        _produce(kafka, kafka.raw_topic, [orjson.dumps(e) for e in RAW_PHASE_2])
+        _produce(kafka, kafka.enriched_topic, ENRICHED_PHASE_2)
+        posts, volume, toxicity, hashtags, entities, late = wait_until(
+            lambda: query(env, warehouse, QUERIES),
+            lambda r: len(r[0]) == 7 and len(r[5]) == 2 and sum(x["events"] for x in r[1]) == 10,
+            240,
+            "phase 2 visible",
+        )
+    finally:
+        job.stop()
+
+    assert _rows(posts, "event_id", "is_late", "dt") == sorted(
+        (e["event_id"], e is R10, "2025-01-15") for e in [R1, R2, R4, R5, R9, R10, R12]
+    )
+    assert _rows(volume, "window_start", "collection", "lang", "events", "creates", "deletes",
+                 "authors") == VOLUME  # fmt: skip
+    got = _rows(toxicity, "window_start", "lang", "posts", "toxic_posts", "mean_toxicity",
+                "p95_toxicity")  # fmt: skip
+    assert [row[:4] for row in got] == [row[:4] for row in TOXICITY_ROWS]
+    for row, expected in zip(got, TOXICITY_ROWS, strict=True):
+        assert row[4] == pytest.approx(expected[4])
+        assert row[5] == pytest.approx(expected[5])
+    assert _rows(hashtags, "window_start", "window_end", "hashtag", "posts", "authors") == HASHTAGS
+    assert (
+        _rows(entities, "window_start", "window_end", "entity", "label", "posts", "authors")
+        == ENTITY_ROWS
+    )
+    assert _rows(late, "source", "window_start", "events") == LATE
