@@ -6,6 +6,7 @@ Deployments become available through kube-controller-manager and kwok."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -56,9 +57,25 @@ def plane() -> Iterator[ControlPlane]:
         yield control_plane
 
 
+def service_account_kubeconfig(plane: ControlPlane) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount, so the operator runs with
+    exactly the RBAC the chart grants (least privilege, checked by use)."""
+    token = plane.kubectl(
+        "create", "token", "streampulse", "-n", "streampulse-system", "--duration=2h"
+    ).strip()
+    config = json.loads(plane.kubeconfig.read_text())
+    config["users"] = [{"name": "operator", "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = "operator"
+    path = plane.directory / "operator-kubeconfig"
+    path.write_text(json.dumps(config))
+    return path
+
+
 @pytest.fixture(scope="module")
 def operator(plane: ControlPlane) -> Iterator[subprocess.Popen[bytes]]:
     env = plane.env() | {
+        "KUBECONFIG": str(service_account_kubeconfig(plane)),
         "STREAMPULSE_OPERATOR_HEALTH_PORT": "0",
         "STREAMPULSE_OPERATOR_RESYNC_INTERVAL_S": "2",
     }
@@ -326,3 +343,23 @@ def operator_alive(process: subprocess.Popen[bytes]) -> Any:
             raise RuntimeError(f"the operator exited with {process.returncode}")
 
     return check
+
+
+def test_transitions_were_posted_as_events_and_rbac_sufficed(
+    plane: ControlPlane, operator: subprocess.Popen[bytes]
+) -> None:
+    """Runs after the whole life above: its transitions are Events, and the operator (running as
+    the chart's ServiceAccount) was never refused anything."""
+    events = plane.request("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+    mine = [
+        e
+        for e in events
+        if e["involvedObject"].get("kind") == "StreamPulse"
+        and e["involvedObject"]["name"] == "demo"
+    ]
+    reasons = {e["reason"] for e in mine}
+    assert {"Ready", "KafkaReady", "FlinkReady", "ModelsReady"} <= reasons, reasons
+    log = (plane.directory / "operator.log").read_text(errors="replace")
+    assert "forbidden" not in log.lower(), [
+        line for line in log.splitlines() if "forbidden" in line.lower()
+    ][:5]
