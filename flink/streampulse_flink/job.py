@@ -28,7 +28,6 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
     env = TableEnvironment.create(settings)
     config = env.get_config()
     values = {
-        "pipeline.jars": jars,
         "pipeline.name": "streampulse-aggregation" if streaming else "streampulse-query",
         "parallelism.default": str(opts.parallelism),
         "table.local-time-zone": "UTC",
@@ -41,11 +40,12 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
         "execution.checkpointing.interval": f"{opts.checkpoint_interval_ms} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "state.backend.type": "hashmap",
         "rest.bind-address": "127.0.0.1",
         "rest.address": "127.0.0.1",
         "rest.port": "0",
     }
+    if jars:  # locally; in a cluster image the connectors are in /opt/flink/lib already
+        values["pipeline.jars"] = jars
     if opts.checkpoint_dir:
         values["execution.checkpointing.dir"] = opts.checkpoint_dir
     for key, value in values.items():

@@ -39,6 +39,7 @@ class JobOptions:
             "bootstrap_servers": os.environ.get("STREAMPULSE_KAFKA__BOOTSTRAP_SERVERS"),
             "raw_topic": os.environ.get("STREAMPULSE_KAFKA__RAW_TOPIC"),
             "enriched_topic": os.environ.get("STREAMPULSE_KAFKA__ENRICHED_TOPIC"),
+            "warehouse": os.environ.get("STREAMPULSE_PAIMON__WAREHOUSE"),
         }
         parser = argparse.ArgumentParser(prog="streampulse_flink.job")
         for name, default in vars(defaults).items():

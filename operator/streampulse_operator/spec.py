@@ -54,6 +54,11 @@ class Image(_Spec):
     def reference(self) -> str:
         return f"{self.repository}:{self.tag}"
 
+    @property
+    def models_reference(self) -> str:
+        """The model-server image (models baked in at build time) that goes with this one."""
+        return f"{self.repository}-models:{self.tag}"
+
 
 class Source(_Spec):
     endpoints: tuple[str, ...] = DEFAULT_JETSTREAM_ENDPOINTS

@@ -51,7 +51,7 @@ def _model(owner: Owner, spec: StreamPulseSpec, model: Model) -> list[c.Manifest
         ports.append({"name": "metrics", "containerPort": c.METRICS_PORT})
     container = c.container(
         "model-server",
-        model.image or spec.image.reference,
+        model.image or spec.image.models_reference,
         pull_policy=spec.image.pullPolicy,
         resources_=c.resources(model.resources, requests=("500m", "512Mi"), limits=("2", "2Gi")),
         args=["serve-models"],
