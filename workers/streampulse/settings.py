@@ -200,6 +200,12 @@ class ServingSettings(_Group):
         description="Texts of a batch are grouped by token length in steps of this many tokens; "
         "4 cuts padding to a few tokens a text for far less than the padding costs.",
     )
+    min_group_texts: int = Field(
+        8,
+        ge=1,
+        description="A length group is closed only once it has this many texts: each inference "
+        "has a fixed cost that, for small models, outweighs a few tokens of padding.",
+    )
     intra_op_threads: int = Field(
         0, ge=0, description="ONNX Runtime threads per inference; 0: one per available core."
     )

@@ -49,15 +49,26 @@ def session_options(threads: int, *, spin_wait: bool = False) -> ort.SessionOpti
     return options
 
 
-def length_groups(lengths: Sequence[int], bucket: int) -> list[list[int]]:
+def length_groups(lengths: Sequence[int], bucket: int, min_group: int = 1) -> list[list[int]]:
     """Indices grouped by token length in steps of ``bucket``, shortest group first.
 
     Each group is padded only to its own longest text, so short posts do not pay for long ones.
+    A group is only closed once it holds ``min_group`` texts: every inference has a fixed cost,
+    which for small models outweighs a few tokens of padding.
     """
-    groups: dict[int, list[int]] = {}
+    groups: list[list[int]] = []
+    current: list[int] = []
+    current_key = -1
     for index in sorted(range(len(lengths)), key=lengths.__getitem__):
-        groups.setdefault((lengths[index] - 1) // bucket, []).append(index)
-    return [groups[key] for key in sorted(groups)]
+        key = (lengths[index] - 1) // bucket
+        if current and key != current_key and len(current) >= min_group:
+            groups.append(current)
+            current = []
+        current.append(index)
+        current_key = key
+    if current:
+        groups.append(current)
+    return groups
 
 
 class OnnxModel:
@@ -73,7 +84,9 @@ class OnnxModel:
         *,
         bucket: int,
         file: str,
+        min_group: int = 1,
     ) -> None:
+        self._min_group = min_group
         self.manifest = manifest
         self.file = file
         self._tokenizer = tokenizer
@@ -101,7 +114,14 @@ class OnnxModel:
             raise ModelLoadError(f"cannot load {directory}: {exc}") from exc
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=min(settings.max_length, manifest.max_length))
-        model = cls(manifest, tokenizer, session, bucket=settings.length_bucket, file=file)
+        model = cls(
+            manifest,
+            tokenizer,
+            session,
+            bucket=settings.length_bucket,
+            min_group=settings.min_group_texts,
+            file=file,
+        )
         log.info("%s: serving %s", manifest.name, directory / file)
         return model
 
@@ -154,7 +174,8 @@ class OnnxModel:
             return []
         encodings = self.encode(texts)
         results: list[Prediction | None] = [None] * len(texts)
-        for group in length_groups([len(e.ids) for e in encodings], self._bucket):
+        lengths = [len(e.ids) for e in encodings]
+        for group in length_groups(lengths, self._bucket, self._min_group):
             batch = [encodings[i] for i in group]
             logits = self.logits(self.feeds(batch))
             predictions: Sequence[Prediction]

@@ -106,11 +106,16 @@ class _Word:
 
 
 def _words(probs: FloatArray, view: TokenView, tags: Sequence[tuple[str, str]]) -> list[_Word]:
+    """One labelled word per word id: the first subword's label, scored by the mean over its
+    subwords. Plain Python lists, not per-word numpy calls: a post has a few dozen tokens and
+    numpy's per-call overhead would dominate."""
+    rows: list[list[float]] = probs.tolist()
+    best: list[int] = probs.argmax(axis=1).tolist()
     words: list[_Word] = []
     by_word: dict[int, list[int]] = {}
     order: list[int] = []
     for index, word_id in enumerate(view.word_ids):
-        if word_id is None or index >= len(probs):
+        if word_id is None or index >= len(rows):
             continue
         start, end = view.offsets[index]
         if end <= start:
@@ -121,8 +126,8 @@ def _words(probs: FloatArray, view: TokenView, tags: Sequence[tuple[str, str]]) 
         by_word[word_id].append(index)
     for word_id in order:
         tokens = by_word[word_id]
-        label = int(probs[tokens[0]].argmax())
-        score = float(np.mean([probs[t][label] for t in tokens]))
+        label = best[tokens[0]]
+        score = sum(rows[t][label] for t in tokens) / len(tokens)
         tag, kind = tags[label]
         words.append(
             _Word(view.offsets[tokens[0]][0], view.offsets[tokens[-1]][1], tag, kind, score)
