@@ -48,6 +48,8 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
         values["pipeline.jars"] = jars
     if opts.checkpoint_dir:
         values["execution.checkpointing.dir"] = opts.checkpoint_dir
+    if opts.restore_from and streaming:
+        values["execution.state-recovery.path"] = opts.restore_from
     for key, value in values.items():
         config.set(key, value)
     return env

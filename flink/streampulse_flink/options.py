@@ -22,6 +22,8 @@ class JobOptions:
     # Checkpoints commit Kafka offsets and Paimon snapshots together: data is visible after one.
     checkpoint_interval_ms: int = 10_000
     checkpoint_dir: str = ""
+    # A retained checkpoint (or savepoint) directory to restore the job's state from.
+    restore_from: str = ""
     parallelism: int = 1
     # A partition without records for this long stops holding the watermark back.
     idle_timeout_ms: int = 10_000
@@ -30,6 +32,13 @@ class JobOptions:
     toxic_threshold: float = 0.5
     trending_window_min: int = 15
     trending_top_n: int = 20
+    # Engagement (likes, reposts, replies) counts toward a post for this long after it.
+    engagement_window_min: int = 60
+    # Anomalies: a minute's value against the previous `anomaly_trailing_min` minutes that had
+    # data (at least `anomaly_min_history` of them); kept when the z-score reaches the threshold.
+    anomaly_trailing_min: int = 60
+    anomaly_min_history: int = 10
+    anomaly_z_threshold: float = 3.0
 
     @classmethod
     def from_argv(cls, argv: list[str] | None = None) -> JobOptions:

@@ -14,6 +14,9 @@ from streampulse_flink.schemas import ENRICHED_FIELDS, RAW_FIELDS, columns
 from streampulse_flink.tables import CATALOG, TABLES, create_table
 
 POST = "app.bsky.feed.post"
+LIKE = "app.bsky.feed.like"
+REPOST = "app.bsky.feed.repost"
+FOLLOW = "app.bsky.graph.follow"
 P95_BUCKETS = 20  # toxicity histogram of 0.05 wide buckets: p95 is a bucket's upper edge
 
 
@@ -53,6 +56,29 @@ def _minute(column: str = "event_time") -> str:
     return f"CAST(FLOOR({column} TO MINUTE) AS TIMESTAMP(3))"
 
 
+def _hour(column: str = "event_time") -> str:
+    return f"CAST(FLOOR({column} TO HOUR) AS TIMESTAMP(3))"
+
+
+def _uri_did(column: str) -> str:
+    """The repository (author) DID of an ``at://did/collection/rkey`` URI."""
+    return f"REGEXP_EXTRACT({column}, '^at://([^/]+)', 1)"
+
+
+def _minute_metrics_view() -> str:
+    """Per-minute values watched for anomalies: raw event volume and mean post toxicity."""
+    return f"""CREATE TEMPORARY VIEW minute_metrics AS
+SELECT 'volume' AS metric, window_start, CAST(COUNT(*) AS DOUBLE) AS metric_value
+FROM (SELECT {_minute()} AS window_start FROM raw_unique)
+GROUP BY window_start
+UNION ALL
+SELECT 'toxicity' AS metric, window_start, AVG(tox) AS metric_value
+FROM (
+  SELECT {_minute()} AS window_start, toxicity.score AS tox
+  FROM enriched_unique WHERE toxicity IS NOT NULL AND toxicity.score IS NOT NULL
+) GROUP BY window_start"""
+
+
 def _first_lang() -> str:
     return "CASE WHEN CARDINALITY(langs) > 0 THEN langs[1] ELSE 'und' END"
 
@@ -68,6 +94,7 @@ def setup(opts: JobOptions) -> list[str]:
         _source("enriched_events", opts.enriched_topic, ENRICHED_FIELDS, opts),
         _unique_view("raw_unique", "raw_events"),
         _unique_view("enriched_unique", "enriched_events"),
+        _minute_metrics_view(),
     ]
 
 
@@ -115,6 +142,130 @@ FROM (
 ) WHERE rank_no <= {opts.trending_top_n}"""
 
 
+def _author_activity(db: str) -> str:
+    """Per author and hour: actions, distinct accounts acted on, toxicity, post cadence, bot score.
+
+    Rows come from both topics: actions from the raw topic, toxicity from the enriched one.
+    ``bot_score`` (0..1) = 0.5 * min(actions / 120, 1)          -- volume: 2 actions a minute
+                         + 0.3 * max(1 - mean_interval_s / 60, 0) -- cadence: posts < 1 min apart
+                         + 0.2 * follows / actions                -- follow-heavy activity
+    """
+    actions = "posts + replies + likes + reposts + follows"
+    return f"""INSERT INTO {db}.author_activity
+SELECT window_start, did, posts, replies, likes, reposts, follows, distinct_targets,
+  mean_toxicity, first_post_at, last_post_at, mean_interval_s,
+  CASE WHEN {actions} = 0 THEN 0.0 ELSE
+    0.5 * LEAST(CAST({actions} AS DOUBLE) / 120, 1.0)
+    + 0.3 * COALESCE(GREATEST(1.0 - mean_interval_s / 60, 0.0), 0.0)
+    + 0.2 * CAST(follows AS DOUBLE) / ({actions})
+  END AS bot_score
+FROM (
+  SELECT window_start, did,
+    SUM(CASE WHEN action = 'post' THEN 1 ELSE 0 END) AS posts,
+    SUM(CASE WHEN action = 'reply' THEN 1 ELSE 0 END) AS replies,
+    SUM(CASE WHEN action = 'like' THEN 1 ELSE 0 END) AS likes,
+    SUM(CASE WHEN action = 'repost' THEN 1 ELSE 0 END) AS reposts,
+    SUM(CASE WHEN action = 'follow' THEN 1 ELSE 0 END) AS follows,
+    COUNT(DISTINCT target) AS distinct_targets,
+    AVG(tox) AS mean_toxicity,
+    MIN(post_at) AS first_post_at,
+    MAX(post_at) AS last_post_at,
+    CASE WHEN COUNT(post_us) >= 2
+      THEN CAST(MAX(post_us) - MIN(post_us) AS DOUBLE) / 1000000 / (COUNT(post_us) - 1)
+    END AS mean_interval_s
+  FROM (
+    SELECT window_start, did, action, target, tox,
+      CASE WHEN action IN ('post', 'reply') THEN t END AS post_at,
+      CASE WHEN action IN ('post', 'reply') THEN time_us END AS post_us
+    FROM (
+      SELECT {_hour()} AS window_start, did,
+        CASE
+          WHEN collection = '{POST}' AND reply_parent IS NULL THEN 'post'
+          WHEN collection = '{POST}' THEN 'reply'
+          WHEN collection = '{LIKE}' THEN 'like'
+          WHEN collection = '{REPOST}' THEN 'repost'
+          ELSE 'follow'
+        END AS action,
+        CASE
+          WHEN collection = '{FOLLOW}' THEN subject_did
+          WHEN collection = '{POST}' THEN {_uri_did("reply_parent")}
+          ELSE {_uri_did("subject_uri")}
+        END AS target,
+        CAST(event_time AS TIMESTAMP(3)) AS t, time_us, CAST(NULL AS DOUBLE) AS tox
+      FROM raw_unique
+      WHERE operation = 'create' AND collection IN ('{POST}', '{LIKE}', '{REPOST}', '{FOLLOW}')
+      UNION ALL
+      SELECT {_hour()} AS window_start, did, CAST(NULL AS STRING) AS action,
+        CAST(NULL AS STRING) AS target, CAST(event_time AS TIMESTAMP(3)) AS t, time_us,
+        toxicity.score AS tox
+      FROM enriched_unique
+      WHERE operation = 'create' AND toxicity IS NOT NULL AND toxicity.score IS NOT NULL
+    )
+  ) GROUP BY window_start, did
+)"""
+
+
+def _post_engagement(db: str, opts: JobOptions) -> str:
+    """Likes, reposts and replies a post receives in its first ``engagement_window_min`` minutes.
+
+    ``viral_velocity`` = (likes + 2 * reposts + 3 * replies) / max(minutes from the post to its
+    latest counted engagement, 1): weighted engagement per minute. A post has a row once it has
+    an engagement (a regular join: the post and its engagements may arrive in any order).
+    """
+    posts = f"""SELECT CONCAT('at://', did, '/', collection, '/', rkey) AS post_uri, did,
+      CAST(event_time AS TIMESTAMP(3)) AS posted_at
+    FROM raw_unique WHERE collection = '{POST}' AND operation = 'create'"""
+    engagements = f"""SELECT subject_uri AS post_uri,
+      CASE WHEN collection = '{LIKE}' THEN 'like' ELSE 'repost' END AS kind,
+      CAST(event_time AS TIMESTAMP(3)) AS t
+    FROM raw_unique
+    WHERE collection IN ('{LIKE}', '{REPOST}') AND operation = 'create'
+      AND subject_uri IS NOT NULL
+    UNION ALL
+    SELECT reply_parent AS post_uri, 'reply' AS kind, CAST(event_time AS TIMESTAMP(3)) AS t
+    FROM raw_unique
+    WHERE collection = '{POST}' AND operation = 'create' AND reply_parent IS NOT NULL"""
+    weighted = "CAST(likes + 2 * reposts + 3 * replies AS DOUBLE)"
+    return f"""INSERT INTO {db}.post_engagement
+SELECT post_uri, did, posted_at, likes, reposts, replies, last_engagement_at,
+  {weighted} / GREATEST(
+    CAST(TIMESTAMPDIFF(SECOND, posted_at, last_engagement_at) AS DOUBLE) / 60, 1.0
+  ) AS viral_velocity
+FROM (
+  SELECT p.post_uri, p.did, p.posted_at,
+    SUM(CASE WHEN e.kind = 'like' THEN 1 ELSE 0 END) AS likes,
+    SUM(CASE WHEN e.kind = 'repost' THEN 1 ELSE 0 END) AS reposts,
+    SUM(CASE WHEN e.kind = 'reply' THEN 1 ELSE 0 END) AS replies,
+    MAX(e.t) AS last_engagement_at
+  FROM ({posts}) AS p
+  JOIN ({engagements}) AS e
+    ON e.post_uri = p.post_uri AND e.t >= p.posted_at
+    AND e.t < TIMESTAMPADD(MINUTE, {opts.engagement_window_min}, p.posted_at)
+  GROUP BY p.post_uri, p.did, p.posted_at
+)"""
+
+
+def _anomalies(db: str, opts: JobOptions) -> str:
+    """Minutes whose value is ``anomaly_z_threshold`` or more standard deviations above the mean
+    of the previous ``anomaly_trailing_min`` minutes that had data (population deviation; at
+    least ``anomaly_min_history`` such minutes). A minute that stops qualifying is deleted."""
+    return f"""INSERT INTO {db}.anomalies
+SELECT metric, window_start, metric_value, trailing_minutes, trailing_mean, trailing_stddev,
+  (metric_value - trailing_mean) / trailing_stddev AS z_score
+FROM (
+  SELECT c.metric, c.window_start, MAX(c.metric_value) AS metric_value,
+    COUNT(*) AS trailing_minutes, AVG(t.metric_value) AS trailing_mean,
+    STDDEV_POP(t.metric_value) AS trailing_stddev
+  FROM minute_metrics AS c
+  JOIN minute_metrics AS t
+    ON t.metric = c.metric AND t.window_start < c.window_start
+    AND t.window_start >= TIMESTAMPADD(MINUTE, -{opts.anomaly_trailing_min}, c.window_start)
+  GROUP BY c.metric, c.window_start
+)
+WHERE trailing_minutes >= {opts.anomaly_min_history} AND trailing_stddev > 0
+  AND (metric_value - trailing_mean) / trailing_stddev >= {opts.anomaly_z_threshold}"""
+
+
 def inserts(opts: JobOptions) -> list[str]:
     """One INSERT per table; executed together as one job (one statement set)."""
     db = f"`{CATALOG}`.`{opts.database}`"
@@ -154,6 +305,9 @@ FROM (
 )""",
         _trending("hashtags", hashtags, "hashtag", opts),
         _trending("entities", entities, "entity, label", opts),
+        _author_activity(db),
+        _post_engagement(db, opts),
+        _anomalies(db, opts),
         f"""INSERT INTO {db}.late_events
 SELECT source, window_start, COUNT(*) FROM (
   SELECT 'raw' AS source, {_minute()} AS window_start FROM raw_unique WHERE is_late

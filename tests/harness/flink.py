@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -55,6 +56,19 @@ class FlinkJob:
 
     def stop(self) -> None:
         self.process.stop(timeout_s=30.0)
+
+    def kill(self) -> None:
+        """A crash: SIGKILL the job's process group, no chance to finish anything."""
+        self.process.signal(signal.SIGKILL)
+        self.process.stop(timeout_s=30.0)
+
+
+def latest_checkpoint(checkpoint_dir: Path, job_id: str) -> Path:
+    """The newest completed checkpoint of a job (``chk-N`` holding its ``_metadata``)."""
+    done = [p.parent for p in (checkpoint_dir / job_id).glob("chk-*/_metadata")]
+    if not done:
+        raise AssertionError(f"no completed checkpoint under {checkpoint_dir / job_id}")
+    return max(done, key=lambda p: int(p.name.removeprefix("chk-")))
 
 
 def query(env: Any, warehouse: Path | str, queries: list[str]) -> list[list[dict[str, Any]]]:

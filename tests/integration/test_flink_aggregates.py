@@ -6,7 +6,10 @@ it is visible in the tables, phase 2 sends an event far behind the watermark (la
 duplicate. Every table is read back with a Flink batch query and compared exactly.
 
 Windows of the trending tables are 2 minutes sliding by 1 and keep the top 1, so ties, top-N
-replacement and late corrections are all visible in a few rows.
+replacement and late corrections are all visible in a few rows. Phase 2 ends with a burst of six
+actions by one author in minute 4: engagement on two earlier posts (one of them duplicated in
+phase 1), a busy author hour, and a volume anomaly against the four minutes before it (anomaly
+history is 10 minutes, at least 3 of them with data).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 T0_US = int(datetime(2025, 1, 15, 12, 0, tzinfo=UTC).timestamp() * 1_000_000)
 POST, LIKE, FOLLOW = "app.bsky.feed.post", "app.bsky.feed.like", "app.bsky.graph.follow"
+REPOST = "app.bsky.feed.repost"
 
 
 def at(minute: int, second: int) -> int:
@@ -75,8 +79,21 @@ R9 = raw(9, D, at(3, 0), langs=["en"], hashtags=["python"])  # watermark -> 12:0
 R10 = raw(10, E, at(0, 40), langs=["en"], hashtags=["rust"])  # phase 2: late
 R12 = raw(12, D, at(3, 10), langs=["en"])
 
+
+def uri(event: dict[str, Any]) -> str:
+    return f"at://{event['did']}/{event['collection']}/{event['rkey']}"
+
+
+# the burst: E, minute 4 (after R12, so none of it is late)
+S1 = raw(21, E, at(4, 0), LIKE, subject_uri=uri(R1))
+S2 = raw(22, E, at(4, 5), LIKE, subject_uri=uri(R2))
+S3 = raw(23, E, at(4, 10), REPOST, subject_uri=uri(R1))
+S4 = raw(24, E, at(4, 20), langs=["en"], reply_parent=uri(R1), reply_root=uri(R1))
+S5 = raw(25, E, at(4, 30), FOLLOW, subject_did=A)
+S6 = raw(26, E, at(4, 40), langs=["en"])
+
 RAW_PHASE_1 = [R1, R2, R3, R4, R5, R2, R7, R8, R9]  # R2 twice
-RAW_PHASE_2 = [R10, R4, R12]  # R4 again: a late duplicate
+RAW_PHASE_2 = [R10, R4, R12, S1, S2, S3, S4, S5, S6]  # R4 again: a late duplicate
 ENRICHED_PHASE_1 = [
     enriched(R1, 0.10, ["Rust:ORG"]),
     enriched(R2, 0.91, ["rust:ORG", "Alice:PER"]),
@@ -101,6 +118,10 @@ VOLUME = sorted([
     (ts(1), FOLLOW, "-", 1, 1, 0, 1),
     (ts(2), POST, "und", 1, 0, 1, 1),
     (ts(3), POST, "en", 2, 2, 0, 1),
+    (ts(4), POST, "en", 2, 2, 0, 1),  # S4 (a reply) S6
+    (ts(4), LIKE, "-", 2, 2, 0, 1),
+    (ts(4), REPOST, "-", 1, 1, 0, 1),
+    (ts(4), FOLLOW, "-", 1, 1, 0, 1),
 ])  # fmt: skip
 # (window_start, lang, posts, toxic_posts, mean, p95: upper edge of a 0.05 bucket)
 TOXICITY_ROWS = [
@@ -123,6 +144,40 @@ ENTITY_ROWS = [
     (ts(0), ts(2), "alice", "PER", 2, 2),
 ]
 LATE = [("enriched", ts(0), 1), ("raw", ts(0), 1)]
+HOUR = "2025-01-15T12:00:00"
+
+
+def bot(actions: int, mean_interval_s: float | None, follows: int) -> float:
+    """The documented bot score: volume, cadence and follow share."""
+    cadence = 0.0 if mean_interval_s is None else max(1 - mean_interval_s / 60, 0.0)
+    return 0.5 * min(actions / 120, 1.0) + 0.3 * cadence + 0.2 * follows / actions
+
+
+def t(minute: int, second: int) -> str:
+    return f"2025-01-15T12:{minute:02d}:{second:02d}"
+
+
+# (did, posts, replies, likes, reposts, follows, distinct_targets, mean_toxicity,
+#  first_post_at, last_post_at, mean_interval_s, bot_score); the hour is 12:00 for all.
+# Creates only (A's delete R8 is not an action); targets are the DIDs acted on.
+ACTIVITY = [
+    (A, 1, 0, 1, 0, 0, 1, 0.10, t(0, 10), t(0, 10), None, bot(2, None, 0)),  # R1; R3 -> x
+    (B, 2, 0, 0, 0, 0, 0, (0.91 + 0.62) / 2, t(0, 20), t(1, 2), 42.0, bot(2, 42.0, 0)),
+    (C, 1, 0, 0, 0, 1, 1, 0.33, t(1, 5), t(1, 5), None, bot(2, None, 1)),  # R7 -> D
+    (D, 2, 0, 0, 0, 0, 0, 0.57, t(3, 0), t(3, 10), 10.0, bot(2, 10.0, 0)),  # R12 unscored
+    # R10 (late), S4 (reply), S6: 240 s over 2 intervals; targets A (S1 S3 S4 S5) and B (S2)
+    (E, 2, 1, 2, 1, 1, 2, 0.72, t(0, 40), t(4, 40), 120.0, bot(7, 120.0, 1)),
+]
+# (post_uri, did, posted_at, likes, reposts, replies, last_engagement_at, viral_velocity):
+# (likes + 2 reposts + 3 replies) per minute from the post to its latest engagement
+ENGAGEMENT = [
+    (uri(R1), A, t(0, 10), 1, 1, 1, t(4, 20), 6 / (250 / 60)),
+    (uri(R2), B, t(0, 20), 1, 0, 0, t(4, 5), 1 / (225 / 60)),  # R2 sent twice, liked once
+]
+# volume per minute: 4 (R1 R2 R3 R10), 3, 1, 2, then 6 in minute 4; minute 3 (z = -0.53) is not
+# one; toxicity has data in minutes 0, 1 and 3 only: never 3 trailing minutes
+# (metric, window_start, value, trailing_minutes, trailing_mean, trailing_stddev, z_score)
+ANOMALIES = [("volume", ts(4), 6.0, 4, 2.5, 1.25**0.5, 3.5 / 1.25**0.5)]
 
 QUERIES = [
     "SELECT event_id, is_late, toxicity, dt FROM enriched_posts",
@@ -131,6 +186,9 @@ QUERIES = [
     "SELECT * FROM trending_hashtags",
     "SELECT * FROM trending_entities",
     "SELECT * FROM late_events",
+    "SELECT * FROM author_activity",
+    "SELECT * FROM post_engagement",
+    "SELECT * FROM anomalies",
 ]
 
 
@@ -143,6 +201,20 @@ def _produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
 
 def _rows(rows: list[dict[str, Any]], *columns: str) -> list[tuple[Any, ...]]:
     return sorted(tuple(row[c] for c in columns) for row in rows)
+
+
+def _assert_rows(rows: list[dict[str, Any]], expected: list[tuple[Any, ...]]) -> None:
+    """Rows in key order equal ``expected`` column by column (floats to rounding error)."""
+    assert len(rows) == len(expected), rows
+    for row, want in zip(sorted(rows, key=lambda r: tuple(r.values())[:2]), sorted(expected),
+                         strict=True):  # fmt: skip
+        got = tuple(row.values())
+        assert len(got) == len(want), (got, want)
+        for value, wanted in zip(got, want, strict=True):
+            if isinstance(wanted, float):
+                assert value == pytest.approx(wanted), (got, want)
+            else:
+                assert value == wanted, (got, want)
 
 
 def test_exact_aggregates_with_disorder_lateness_and_duplicates(
@@ -164,6 +236,8 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
             "checkpoint_dir": (tmp_path / "checkpoints").as_uri(),
             "trending_window_min": 2,
             "trending_top_n": 1,
+            "anomaly_trailing_min": 10,
+            "anomaly_min_history": 3,
         },
         tmp_path / "job.log",
     )
@@ -179,11 +253,20 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
         )
         _produce(kafka, kafka.raw_topic, [orjson.dumps(e) for e in RAW_PHASE_2])
         _produce(kafka, kafka.enriched_topic, ENRICHED_PHASE_2)
-        posts, volume, toxicity, hashtags, entities, late = wait_until(
-            lambda: query(env, warehouse, QUERIES),
-            lambda r: len(r[0]) == 7 and len(r[5]) == 2 and sum(x["events"] for x in r[1]) == 10,
-            240,
-            "phase 2 visible",
+        posts, volume, toxicity, hashtags, entities, late, activity, engagement, anomalies = (
+            wait_until(
+                lambda: query(env, warehouse, QUERIES),
+                lambda r: (
+                    len(r[0]) == 7
+                    and len(r[5]) == 2
+                    and sum(x["events"] for x in r[1]) == 16
+                    and sum(x["posts"] + x["replies"] for x in r[6]) == 9
+                    and sum(x["likes"] + x["reposts"] + x["replies"] for x in r[7]) == 4
+                    and len(r[8]) == 1
+                ),
+                240,
+                "phase 2 visible",
+            )
         )
     finally:
         job.stop()
@@ -205,3 +288,6 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
         == ENTITY_ROWS
     )
     assert _rows(late, "source", "window_start", "events") == LATE
+    _assert_rows(activity, [(HOUR, *row) for row in ACTIVITY])
+    _assert_rows(engagement, ENGAGEMENT)
+    _assert_rows(anomalies, ANOMALIES)
