@@ -85,7 +85,11 @@ def model_server(dirs: list[Path], work: Path) -> tuple[ManagedProcess, str]:
         "STREAMPULSE_SERVING__PORT": str(port),
     }
     server = ManagedProcess.streampulse(["serve-models"], env, work / f"serve-{port}.log")
-    server.wait_for_output(r"ready: ner, sentiment, toxicity", timeout_s=300)
+    try:
+        server.wait_for_output(r"ready: ner, sentiment, toxicity", timeout_s=300)
+    except AssertionError:
+        server.stop()  # never leave a model server behind
+        raise
     return server, f"http://127.0.0.1:{port}"
 
 
