@@ -21,7 +21,7 @@ import orjson
 import yaml
 
 from streampulse.local.kafka_broker import free_port
-from tests.harness.kube import ApiError, ControlPlane, ensure_binaries, wait_until
+from tests.harness.kube import ControlPlane, ensure_binaries, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "streampulse-operator"
@@ -29,15 +29,6 @@ EXAMPLE: dict[str, Any] = yaml.safe_load((CHART / "examples" / "streampulse.yaml
 NS = "default"
 SP = f"/apis/streampulse.io/v1alpha1/namespaces/{NS}/streampulses"
 COUNT = 50
-
-
-def _get(plane: ControlPlane, path: str) -> Any:
-    try:
-        return plane.request("GET", path)
-    except ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def _children_of(plane: ControlPlane, name: str) -> list[str]:
@@ -59,7 +50,7 @@ def _resource(name: str) -> dict[str, Any]:
 
 
 def _reconciled(plane: ControlPlane, name: str) -> bool:
-    current = _get(plane, f"{SP}/{name}")
+    current = plane.get(f"{SP}/{name}")
     status = (current or {}).get("status") or {}
     return bool(current) and status.get("observedGeneration") == current["metadata"]["generation"]
 
@@ -113,7 +104,7 @@ def main() -> None:
             started = time.perf_counter()
             plane.request("POST", SP, _resource("demo"))
             wait_until(
-                lambda: all(_get(plane, path) for path in _children_of(plane, "demo")),
+                lambda: all(plane.get(path) for path in _children_of(plane, "demo")),
                 timeout=120,
                 what="the example's children",
             )

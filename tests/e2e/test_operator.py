@@ -88,15 +88,6 @@ def operator(plane: ControlPlane) -> Iterator[subprocess.Popen[bytes]]:
     process.wait(15)
 
 
-def get(plane: ControlPlane, path: str) -> Any:
-    try:
-        return plane.request("GET", path)
-    except ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
 def condition(obj: dict[str, Any] | None, kind: str) -> str | None:
     for item in ((obj or {}).get("status") or {}).get("conditions") or []:
         if item["type"] == kind:
@@ -193,11 +184,11 @@ def test_the_example_runs_through_its_whole_life(
     flink = f"/apis/flink.apache.org/v1beta1/namespaces/{NS}/flinkdeployments/demo-flink"
 
     def children() -> list[dict[str, Any]] | None:
-        found = [get(plane, f"{apps}/demo-model-{m}") for m in ("toxicity", "ner", "sentiment")]
+        found = [plane.get(f"{apps}/demo-model-{m}") for m in ("toxicity", "ner", "sentiment")]
         found += [
-            get(plane, f"{apps}/demo-ingest"),
-            get(plane, f"{strimzi}/kafkas/demo"),
-            get(plane, flink),
+            plane.get(f"{apps}/demo-ingest"),
+            plane.get(f"{strimzi}/kafkas/demo"),
+            plane.get(flink),
         ]
         return None if None in found else found
 
@@ -207,7 +198,7 @@ def test_the_example_runs_through_its_whole_life(
         (ref,) = child["metadata"]["ownerReferences"]
         assert (ref["uid"], ref["kind"], ref["controller"]) == (uid, "StreamPulse", True)
 
-    sp = wait_until(lambda: get(plane, f"{SP}/demo").get("status"), timeout=30, what="a status")
+    sp = wait_until(lambda: plane.get(f"{SP}/demo").get("status"), timeout=30, what="a status")
     assert sp["phase"] in {"Pending", "Progressing"}
     assert condition({"status": sp}, "Ready") == "False"
 
@@ -232,7 +223,7 @@ def test_the_example_runs_through_its_whole_life(
     )
 
     def streampulse_ready() -> dict[str, Any] | None:
-        obj = get(plane, f"{SP}/demo")
+        obj = plane.get(f"{SP}/demo")
         return obj if condition(obj, "Ready") == "True" else None
 
     obj = wait_until(
@@ -256,13 +247,13 @@ def test_the_example_runs_through_its_whole_life(
     }
     plane.request("PATCH", f"{SP}/demo", change, content_type=MERGE)
     hpa = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/demo-model-toxicity"
-    wait_until(lambda: get(plane, hpa)["spec"]["maxReplicas"] == 6, timeout=30, what="HPA max 6")
+    wait_until(lambda: plane.get(hpa)["spec"]["maxReplicas"] == 6, timeout=30, what="HPA max 6")
     wait_until(
-        lambda: get(plane, f"{strimzi}/kafkatopics/demo-raw")["spec"]["partitions"] == 12,
+        lambda: plane.get(f"{strimzi}/kafkatopics/demo-raw")["spec"]["partitions"] == 12,
         timeout=30,
         what="12 partitions",
     )
-    wait_until(lambda: get(plane, f"{apps}/demo-model-ner") is None, timeout=30, what="ner pruned")
+    wait_until(lambda: plane.get(f"{apps}/demo-model-ner") is None, timeout=30, what="ner pruned")
 
     # Drift: a deleted child comes back, an edited one is restored.
     plane.request("DELETE", f"{apps}/demo-enrich")
@@ -273,13 +264,13 @@ def test_the_example_runs_through_its_whole_life(
         content_type=MERGE,
     )
     wait_until(
-        lambda: (get(plane, f"{apps}/demo-enrich") or {}).get("metadata", {}).get("uid"),
+        lambda: (plane.get(f"{apps}/demo-enrich") or {}).get("metadata", {}).get("uid"),
         timeout=30,
         what="enrich restored",
     )
     wait_until(
         lambda: (
-            get(plane, f"/api/v1/namespaces/{NS}/configmaps/demo-ingest")["data"][
+            plane.get(f"/api/v1/namespaces/{NS}/configmaps/demo-ingest")["data"][
                 "STREAMPULSE_KAFKA__RAW_TOPIC"
             ]
             == "bluesky.stream.raw"
@@ -291,13 +282,13 @@ def test_the_example_runs_through_its_whole_life(
     # Suspend and resume.
     plane.request("PATCH", f"{SP}/demo", {"spec": {"suspend": True}}, content_type=MERGE)
     wait_until(
-        lambda: get(plane, flink)["spec"]["job"]["state"] == "suspended",
+        lambda: plane.get(flink)["spec"]["job"]["state"] == "suspended",
         timeout=30,
         what="flink suspended",
     )
     wait_until(
         lambda: all(
-            get(plane, f"{apps}/{d}")["spec"]["replicas"] == 0
+            plane.get(f"{apps}/{d}")["spec"]["replicas"] == 0
             for d in ("demo-ingest", "demo-enrich", "demo-model-toxicity")
         ),
         timeout=30,
@@ -310,15 +301,15 @@ def test_the_example_runs_through_its_whole_life(
         content_type=MERGE,
     )
     wait_until(
-        lambda: get(plane, f"{SP}/demo")["status"]["phase"] == "Suspended",
+        lambda: plane.get(f"{SP}/demo")["status"]["phase"] == "Suspended",
         timeout=60,
         what="phase Suspended",
     )
     plane.request("PATCH", f"{SP}/demo", {"spec": {"suspend": False}}, content_type=MERGE)
     wait_until(
         lambda: (
-            get(plane, f"{apps}/demo-model-toxicity")["spec"]["replicas"] == 1
-            and get(plane, flink)["spec"]["job"]["state"] == "running"
+            plane.get(f"{apps}/demo-model-toxicity")["spec"]["replicas"] == 1
+            and plane.get(flink)["spec"]["job"]["state"] == "running"
         ),
         timeout=30,
         what="resumed",
@@ -328,9 +319,9 @@ def test_the_example_runs_through_its_whole_life(
     plane.request("DELETE", f"{SP}/demo", {"propagationPolicy": "Foreground"})
     wait_until(
         lambda: (
-            get(plane, f"{apps}/demo-ingest") is None
-            and get(plane, f"{strimzi}/kafkas/demo") is None
-            and get(plane, f"/api/v1/namespaces/{NS}/secrets/demo-minio-credentials") is None
+            plane.get(f"{apps}/demo-ingest") is None
+            and plane.get(f"{strimzi}/kafkas/demo") is None
+            and plane.get(f"/api/v1/namespaces/{NS}/secrets/demo-minio-credentials") is None
         ),
         timeout=90,
         what="children garbage-collected",

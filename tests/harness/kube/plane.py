@@ -184,6 +184,15 @@ class ControlPlane:
             raise ApiError(status, payload)
         return payload
 
+    def get(self, path: str) -> Any:
+        """The object at ``path``, or None when it does not exist (404)."""
+        try:
+            return self.request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def _http(self, method: str, path: str, body: Any, content_type: str) -> tuple[int, str]:
         pki = self._require_pki()
         context = ssl.create_default_context(cafile=str(pki.ca_cert))

@@ -97,6 +97,7 @@ class IngestWorker:
         self._reconnects = 0
         self._first_frame_at: float | None = None
         self._max_text_chars = settings.ingest.max_text_chars
+        self._stop_after = settings.ingest.stop_after_events
         self._raw_topic = settings.kafka.raw_topic
 
     # -- Kafka delivery reports -------------------------------------------------------------
@@ -194,8 +195,7 @@ class IngestWorker:
             self._producer.poll(0)
             self._raise_on_failure()
             self._publish_metrics()
-        stop_after = self._settings.ingest.stop_after_events
-        return not (stop_after and self._events >= stop_after)
+        return not (self._stop_after and self._events >= self._stop_after)
 
     def _publish_metrics(self) -> None:
         self._received_tally.flush()
