@@ -28,7 +28,7 @@ help: ## List the targets
 $(BIN)/.installed: pyproject.toml workers/pyproject.toml operator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U "pip>=25.1"
-	$(BIN)/pip install -q -e "workers[serving,export]" -e operator --group dev
+	$(BIN)/pip install -q -e "workers[serving,export,lakehouse]" -e operator --group dev
 	touch $@
 
 .PHONY: venv
@@ -55,7 +55,7 @@ chart-lint: kube crds ## helm lint --strict the operator chart
 	$(STREAMPULSE_CACHE_DIR)/kube-1.37.2/bin/helm lint --strict charts/streampulse-operator
 
 .PHONY: up
-up: venv kafka ## Run the pipeline locally (Ctrl-C stops everything it started)
+up: venv kafka flink-env ## Run the whole pipeline locally (Ctrl-C or `streampulse down` stops it)
 	$(BIN)/streampulse up
 
 .PHONY: lint
@@ -87,7 +87,7 @@ test: lint ## Lint, then every test tier (what CI runs)
 	$(MAKE) --no-print-directory test-unit test-integration test-e2e
 
 .PHONY: bench
-bench: bench-ingest bench-models bench-enrich bench-operator ## Every benchmark
+bench: bench-ingest bench-models bench-enrich bench-flink bench-operator ## Every benchmark
 
 .PHONY: bench-models
 bench-models: venv ## Model server: micro-batched HTTP vs in-process ceiling vs unbatched
@@ -108,3 +108,7 @@ bench-ingest: venv kafka ## Replay at full speed -> ingest -> real Kafka
 .PHONY: clean
 clean: ## Remove the venv and tool caches (not $(STREAMPULSE_CACHE_DIR))
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+.PHONY: bench-flink
+bench-flink: venv kafka flink-env ## 500k events through the Flink job into Paimon: p1, p2, freshness
+	$(BIN)/python -m tests.bench.bench_flink

@@ -35,6 +35,9 @@ FLINK_VERSION = "2.1.3"
 FLINK_MINOR = "2.1"
 KAFKA_CONNECTOR_VERSION = f"5.0.0-{FLINK_MINOR}"
 PAIMON_VERSION = "1.3.0"
+# Paimon's own S3 file system (shaded hadoop-aws); 1.3.0 is not on Maven Central, and 1.3.1 is a
+# bug-fix release of the same line, so the plugin's FileIO interface is the same.
+PAIMON_S3_VERSION = "1.3.1"
 
 # (groupId, artifactId, version); their runtime dependencies come along, less EXCLUDED.
 JARS: tuple[tuple[str, str, str], ...] = (
@@ -42,6 +45,7 @@ JARS: tuple[tuple[str, str, str], ...] = (
     # provided by the connector's pom, but not part of the Flink distribution's lib/
     ("org.apache.flink", "flink-connector-base", FLINK_VERSION),
     ("org.apache.paimon", f"paimon-flink-{FLINK_MINOR}", PAIMON_VERSION),
+    ("org.apache.paimon", "paimon-s3", PAIMON_S3_VERSION),
     # Paimon's catalog uses Hadoop's Configuration class; this is the pre-bundled Hadoop the
     # Paimon docs name for Flink.
     ("org.apache.flink", "flink-shaded-hadoop-2-uber", "2.8.3-10.0"),

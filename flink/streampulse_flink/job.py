@@ -42,7 +42,7 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "rest.bind-address": "127.0.0.1",
         "rest.address": "127.0.0.1",
-        "rest.port": "0",
+        "rest.port": str(opts.rest_port),
     }
     if jars:  # locally; in a cluster image the connectors are in /opt/flink/lib already
         values["pipeline.jars"] = jars

@@ -16,6 +16,11 @@ class JobOptions:
     # A local path or s3://bucket/path: the Paimon filesystem catalog's warehouse.
     warehouse: str = "/tmp/streampulse-warehouse"  # noqa: S108 - overridden by every caller
     database: str = "streampulse"
+    # For an s3:// warehouse: an S3-compatible endpoint (MinIO, versitygw; empty: AWS) and the
+    # access key. The secret key is read from STREAMPULSE_PAIMON__S3_SECRET_KEY only, so it never
+    # appears on a command line.
+    s3_endpoint: str = ""
+    s3_access_key: str = ""
     # Events more than this far behind the newest event time seen are late (counted apart).
     # Jetstream's time_us is assigned by one server, so seconds of disorder cover it.
     watermark_delay_s: int = 5
@@ -25,6 +30,8 @@ class JobOptions:
     # A retained checkpoint (or savepoint) directory to restore the job's state from.
     restore_from: str = ""
     parallelism: int = 1
+    # Port of the mini-cluster's REST API (job state, checkpoints); 0 picks a free one.
+    rest_port: int = 0
     # A partition without records for this long stops holding the watermark back.
     idle_timeout_ms: int = 10_000
     # Duplicates (same event_id) within this time are counted once; state older is dropped.
@@ -49,6 +56,8 @@ class JobOptions:
             "raw_topic": os.environ.get("STREAMPULSE_KAFKA__RAW_TOPIC"),
             "enriched_topic": os.environ.get("STREAMPULSE_KAFKA__ENRICHED_TOPIC"),
             "warehouse": os.environ.get("STREAMPULSE_PAIMON__WAREHOUSE"),
+            "s3_endpoint": os.environ.get("STREAMPULSE_PAIMON__S3_ENDPOINT"),
+            "s3_access_key": os.environ.get("STREAMPULSE_PAIMON__S3_ACCESS_KEY"),
         }
         parser = argparse.ArgumentParser(prog="streampulse_flink.job")
         for name, default in vars(defaults).items():
@@ -57,3 +66,20 @@ class JobOptions:
                 f"--{name.replace('_', '-')}", dest=name, type=type(default), default=value
             )
         return cls(**vars(parser.parse_args(argv)))
+
+    def catalog_sql(self, catalog: str) -> str:
+        """``CREATE CATALOG`` for the Paimon filesystem catalog of ``warehouse``."""
+        options = {"type": "paimon", "warehouse": self.warehouse}
+        if self.warehouse.startswith(("s3://", "s3a://")):
+            options.update({
+                "s3.access-key": self.s3_access_key,
+                "s3.secret-key": os.environ.get("STREAMPULSE_PAIMON__S3_SECRET_KEY", ""),
+                "s3.path.style.access": "true",
+                # Keep directory markers: deleting them after each write is wasted requests,
+                # and stores that map objects to directories (versitygw) refuse it.
+                "s3.directory.marker.retention": "keep",
+            })  # fmt: skip
+            if self.s3_endpoint:
+                options["s3.endpoint"] = self.s3_endpoint
+        pairs = ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+        return f"CREATE CATALOG `{catalog}` WITH ({pairs})"

@@ -39,11 +39,14 @@ def main() -> None:
     parser.add_argument("--jars", default=os.environ.get("STREAMPULSE_FLINK_JARS", ""))
     parser.add_argument("queries", nargs="+")
     args = parser.parse_args()
-    opts = JobOptions(warehouse=args.warehouse, database=args.database)
-    env = table_environment(opts, args.jars, streaming=False)
-    env.execute_sql(
-        f"CREATE CATALOG `{CATALOG}` WITH ('type' = 'paimon', 'warehouse' = '{args.warehouse}')"
+    opts = JobOptions(
+        warehouse=args.warehouse,
+        database=args.database,
+        s3_endpoint=os.environ.get("STREAMPULSE_PAIMON__S3_ENDPOINT", ""),
+        s3_access_key=os.environ.get("STREAMPULSE_PAIMON__S3_ACCESS_KEY", ""),
     )
+    env = table_environment(opts, args.jars, streaming=False)
+    env.execute_sql(opts.catalog_sql(CATALOG))
     env.use_catalog(CATALOG)
     env.use_database(args.database)
     for query in args.queries:

@@ -85,9 +85,8 @@ def _first_lang() -> str:
 
 def setup(opts: JobOptions) -> list[str]:
     """Catalog, database, tables, sources and views, in order."""
-    warehouse = opts.warehouse
     return [
-        f"CREATE CATALOG `{CATALOG}` WITH ('type' = 'paimon', 'warehouse' = '{warehouse}')",
+        opts.catalog_sql(CATALOG),
         f"CREATE DATABASE IF NOT EXISTS `{CATALOG}`.`{opts.database}`",
         *(create_table(opts.database, name) for name in TABLES),
         _source("raw_events", opts.raw_topic, RAW_FIELDS, opts),

@@ -36,6 +36,7 @@ CHILD_KINDS = (
     ChildKind("kafka.strimzi.io", "v1", "KafkaTopic", "kafkatopics"),
     ChildKind("flink.apache.org", "v1beta1", "FlinkDeployment", "flinkdeployments"),
     ChildKind("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
+    ChildKind("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors"),
 )
 STREAMPULSE = ChildKind("streampulse.io", "v1alpha1", "StreamPulse", "streampulses")
 _BY_KIND = {(k.api_version, k.kind): k for k in CHILD_KINDS}

@@ -152,7 +152,7 @@ class Lakehouse(_Spec):
 
 class Trino(_Spec):
     enabled: bool = True
-    image: str = "trinodb/trino:478"
+    image: str = "ghcr.io/streampulse/streampulse-trino:0.1.0"
     workers: int = 1
     resources: Resources = Resources()
 

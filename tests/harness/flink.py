@@ -7,6 +7,8 @@ test environment never imports PyFlink.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import importlib.util
 import json
 import signal
@@ -18,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from streampulse.lakehouse.reading import Lakehouse
 from tests.harness.processes import ManagedProcess
 
 FLINK_DIR = Path(__file__).resolve().parents[2] / "flink"
@@ -45,11 +48,18 @@ def flink_environment(cache_dir: Path) -> Any:
 class FlinkJob:
     """``python -m streampulse_flink.job`` on the local mini-cluster."""
 
-    def __init__(self, env: Any, args: dict[str, object], log_path: Path) -> None:
+    def __init__(
+        self,
+        env: Any,
+        args: dict[str, object],
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         argv = [str(env.python), "-m", "streampulse_flink.job", "--jars", env.pipeline_jars()]
         for key, value in args.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
-        self.process = ManagedProcess(argv, {"PYTHONUNBUFFERED": "1"}, log_path)
+        environ = {"PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        self.process = ManagedProcess(argv, environ, log_path)
 
     def wait_started(self, timeout_s: float = 180.0) -> str:
         return self.process.wait_for_output(r"job started: (\w+)", timeout_s).group(1)
@@ -85,6 +95,26 @@ def query(env: Any, warehouse: Path | str, queries: list[str]) -> list[list[dict
         raise AssertionError(f"query failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     return [line["rows"] for line in lines]
+
+
+def _plain(value: Any) -> Any:
+    """Values as the Flink query prints them: ISO dates and times, floats for decimals."""
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def read_tables(lakehouse: Lakehouse, queries: list[str]) -> list[list[dict[str, Any]]]:
+    """The same queries through pypaimon and DuckDB (no JVM): what ``streampulse sql`` reads."""
+    out = []
+    for sql in queries:
+        rows = lakehouse.query(sql).table.to_pylist()
+        out.append([{k: _plain(v) for k, v in row.items()} for row in rows])
+    return out
 
 
 def wait_until(

@@ -1,9 +1,11 @@
-"""The Flink job end to end: real Kafka, Flink's local mini-cluster, Paimon on the local disk.
+"""The Flink job end to end: real Kafka, Flink's local mini-cluster, Paimon on the local disk
+and on a real S3-compatible server (versitygw).
 
 A crafted set of events, with answers computed by hand below, goes through the job in two
 phases. Phase 1 has events out of order (within the 5 s watermark bound) and a duplicate; once
 it is visible in the tables, phase 2 sends an event far behind the watermark (late) and another
-duplicate. Every table is read back with a Flink batch query and compared exactly.
+duplicate. Every table is read back with pypaimon + DuckDB (what ``streampulse sql`` does) and
+compared exactly; on the local disk a Flink batch query reads them too and must agree.
 
 Windows of the trending tables are 2 minutes sliding by 1 and keep the top 1, so ties, top-N
 replacement and late corrections are all visible in a few rows. Phase 2 ends with a burst of six
@@ -15,6 +17,7 @@ history is 10 minutes, at least 3 of them with data).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,14 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Producer
+from pydantic import SecretStr
 
 from streampulse.enrich.records import ENTITIES, TOXICITY, enriched_record
 from streampulse.kafka import ensure_topics, producer_config
-from streampulse.settings import KafkaSettings, Settings
-from tests.harness.flink import FlinkJob, flink_environment, query, wait_until
+from streampulse.lakehouse.reading import Lakehouse
+from streampulse.settings import KafkaSettings, PaimonSettings, Settings
+from tests.harness.flink import FlinkJob, flink_environment, query, read_tables, wait_until
+from tests.harness.s3 import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -203,6 +209,10 @@ def _rows(rows: list[dict[str, Any]], *columns: str) -> list[tuple[Any, ...]]:
     return sorted(tuple(row[c] for c in columns) for row in rows)
 
 
+def _sorted(rows: list[dict[str, Any]]) -> list[str]:
+    return sorted(orjson.dumps(row, option=orjson.OPT_SORT_KEYS).decode() for row in rows)
+
+
 def _assert_rows(rows: list[dict[str, Any]], expected: list[tuple[Any, ...]]) -> None:
     """Rows in key order equal ``expected`` column by column (floats to rounding error)."""
     assert len(rows) == len(expected), rows
@@ -217,13 +227,28 @@ def _assert_rows(rows: list[dict[str, Any]], expected: list[tuple[Any, ...]]) ->
                 assert value == wanted, (got, want)
 
 
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PaimonSettings]:
+    """Where the warehouse lives: the local disk, or a bucket of a real S3-compatible server."""
+    if request.param == "local":
+        yield PaimonSettings(warehouse=str(tmp_path / "warehouse"))
+        return
+    with S3Server(tmp_path / "s3") as s3:
+        yield PaimonSettings(
+            warehouse=f"s3://{s3.bucket}/warehouse",
+            s3_endpoint=s3.endpoint,
+            s3_access_key=s3.access_key,
+            s3_secret_key=SecretStr(s3.secret_key),
+        )
+
+
 def test_exact_aggregates_with_disorder_lateness_and_duplicates(
-    kafka_settings: KafkaSettings, settings: Settings, tmp_path: Path
+    kafka_settings: KafkaSettings, settings: Settings, storage: PaimonSettings, tmp_path: Path
 ) -> None:
     env = flink_environment(settings.cache_dir)
     kafka = kafka_settings.model_copy(update={"partitions": 1})
     ensure_topics(kafka, [kafka.raw_topic, kafka.enriched_topic])
-    warehouse = tmp_path / "warehouse"
+    lakehouse = Lakehouse.open(storage, tmp_path / "unused")
     job = FlinkJob(
         env,
         {
@@ -231,7 +256,9 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
             "raw_topic": kafka.raw_topic,
             "enriched_topic": kafka.enriched_topic,
             "group_id": f"flink-{uuid.uuid4().hex[:6]}",
-            "warehouse": warehouse,
+            "warehouse": storage.warehouse,
+            "s3_endpoint": storage.s3_endpoint,
+            "s3_access_key": storage.s3_access_key,
             "checkpoint_interval_ms": 1000,
             "checkpoint_dir": (tmp_path / "checkpoints").as_uri(),
             "trending_window_min": 2,
@@ -240,13 +267,14 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
             "anomaly_min_history": 3,
         },
         tmp_path / "job.log",
+        {"STREAMPULSE_PAIMON__S3_SECRET_KEY": storage.s3_secret_key.get_secret_value()},
     )
     try:
         job.wait_started()
         _produce(kafka, kafka.raw_topic, [orjson.dumps(e) for e in RAW_PHASE_1])
         _produce(kafka, kafka.enriched_topic, ENRICHED_PHASE_1)
         wait_until(
-            lambda: query(env, warehouse, QUERIES[:2]),
+            lambda: read_tables(lakehouse, QUERIES[:2]),
             lambda r: len(r[0]) == 5 and sum(row["events"] for row in r[1]) == 8,
             240,
             "phase 1 visible",
@@ -255,7 +283,7 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
         _produce(kafka, kafka.enriched_topic, ENRICHED_PHASE_2)
         posts, volume, toxicity, hashtags, entities, late, activity, engagement, anomalies = (
             wait_until(
-                lambda: query(env, warehouse, QUERIES),
+                lambda: read_tables(lakehouse, QUERIES),
                 lambda r: (
                     len(r[0]) == 7
                     and len(r[5]) == 2
@@ -270,6 +298,11 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
         )
     finally:
         job.stop()
+    if not storage.warehouse.startswith("s3://"):  # the engine that wrote the tables agrees
+        flink_rows = query(env, storage.warehouse, QUERIES)
+        assert [_sorted(r) for r in flink_rows] == [
+            _sorted(r) for r in read_tables(lakehouse, QUERIES)
+        ]
 
     assert _rows(posts, "event_id", "is_late", "dt") == sorted(
         (e["event_id"], e is R10, "2025-01-15") for e in [R1, R2, R4, R5, R9, R10, R12]

@@ -9,7 +9,7 @@ import pytest
 
 from streampulse.backoff import Backoff
 from streampulse.ingest.jetstream import subscribe_url
-from streampulse.local.stack import Rates, human_duration, progress_line
+from streampulse.local.status import Rates, human_duration, progress_line
 from streampulse.settings import JetstreamSettings
 
 pytestmark = pytest.mark.unit

@@ -7,6 +7,7 @@ logging, and hands the settings down. Nothing below this module reads the enviro
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -17,11 +18,19 @@ from streampulse.enrich.worker import EnrichWorker
 from streampulse.errors import InfrastructureError
 from streampulse.ingest.worker import IngestWorker
 from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
+from streampulse.local.runs import RunRecord, alive, remove_record, stop_run
 from streampulse.local.stack import run_stack
+from streampulse.local.status import StatusBoard
 from streampulse.logs import configure_logging
 from streampulse.replay.server import run as run_replay
 from streampulse.settings import Settings
 from streampulse.telemetry import serve_metrics
+from streampulse.tracing import (
+    SERVICE_ENRICH,
+    SERVICE_INGEST,
+    SERVICE_MODEL_SERVER,
+    tracing_for,
+)
 
 app = typer.Typer(
     help="StreamPulse: real-time analytics of the Bluesky firehose.",
@@ -58,7 +67,8 @@ def serve_models(
     if port is not None:
         updates["port"] = port
     try:
-        serve(settings.serving.model_copy(update=updates))
+        with tracing_for(settings.telemetry, SERVICE_MODEL_SERVER):
+            serve(settings.serving.model_copy(update=updates))
     except InfrastructureError as exc:
         typer.echo(f"serve-models: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -127,8 +137,9 @@ def ingest(
     )
     settings = settings.model_copy(update={"jetstream": jetstream, "ingest": ingest_settings})
     serve_metrics(settings.metrics_port)
-    worker = IngestWorker(settings, _read_dictionary(settings))
-    summary = uvloop.run(worker.run())
+    with tracing_for(settings.telemetry, SERVICE_INGEST):
+        worker = IngestWorker(settings, _read_dictionary(settings))
+        summary = uvloop.run(worker.run())
     typer.echo(f"ingest-summary {summary.to_json()}")
 
 
@@ -146,7 +157,8 @@ def enrich(
         )
         settings = settings.model_copy(update={"enrich": enrich_settings})
     serve_metrics(settings.metrics_port)
-    summary = uvloop.run(EnrichWorker(settings).run())
+    with tracing_for(settings.telemetry, SERVICE_ENRICH):
+        summary = uvloop.run(EnrichWorker(settings).run())
     typer.echo(f"enrich-summary {summary.to_json()}")
 
 
@@ -159,7 +171,107 @@ def replay() -> None:
 @app.command()
 def up() -> None:
     """Run the pipeline on this machine until Ctrl-C (live Jetstream, else the replay)."""
-    run_stack(_settings())
+    try:
+        run_stack(_settings())
+    except InfrastructureError as exc:
+        typer.echo(f"up: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def status() -> None:
+    """Show the stages of the running `streampulse up` (from any terminal)."""
+    settings = _settings()
+    record = RunRecord.read(settings.local.state_dir)
+    if record is None or not alive(record.pid):
+        typer.echo(f"not running (no live `streampulse up` for {settings.local.state_dir})")
+        raise typer.Exit(3)
+    typer.echo(
+        f"up         pid {record.pid}, {'all stages running' if record.ready else 'starting'}"
+    )
+    board = StatusBoard()
+    for stage in record.stages.values():
+        state = "running" if stage.pid is None or alive(stage.pid) else "EXITED"
+        typer.echo(f"{stage.name:<10} {state}  pid {stage.pid or '-'}  {stage.url}".rstrip())
+        board.watch(stage.name, stage.metrics_url)
+        if stage.name == "flink":
+            board.flink_rest_url = stage.url
+    board.lines()  # first scrape: counters to compute rates from
+    time.sleep(1.0)
+    for line in board.lines():
+        typer.echo(line)
+
+
+@app.command()
+def down() -> None:
+    """Stop the running `streampulse up` and everything it started (from any terminal)."""
+    settings = _settings()
+    record = RunRecord.read(settings.local.state_dir)
+    if record is None:
+        typer.echo("not running")
+        return
+    killed = stop_run(record)
+    remove_record(settings.local.state_dir)
+    if killed:
+        typer.echo(f"stopped; killed {killed} after they ignored SIGTERM")
+    else:
+        typer.echo("stopped: every process started by `up` has exited")
+
+
+@app.command()
+def sql(
+    query: Annotated[str | None, typer.Argument(help="SQL; none: an interactive shell.")] = None,
+    output: Annotated[
+        str, typer.Option("--format", help="table, json (one object per row) or csv.")
+    ] = "table",
+    warehouse: Annotated[
+        str | None, typer.Option(help="Local path or s3://bucket/path; default: the local one.")
+    ] = None,
+) -> None:
+    """SQL (DuckDB) over the Paimon tables, read with pypaimon: no JVM needed."""
+    from streampulse.lakehouse.reading import Lakehouse  # noqa: PLC0415 - optional extra
+    from streampulse.lakehouse.shell import interactive, run_query  # noqa: PLC0415
+
+    if output not in {"table", "json", "csv"}:
+        raise typer.BadParameter(f"--format must be table, json or csv, not {output!r}")
+    settings = _settings()
+    paimon = settings.paimon
+    if warehouse:
+        paimon = paimon.model_copy(update={"warehouse": warehouse})
+    try:
+        lakehouse = Lakehouse.open(paimon, settings.local.state_dir / "warehouse")
+        if query is None:
+            interactive(lakehouse, output)  # type: ignore[arg-type]
+        else:
+            typer.echo(run_query(lakehouse, query, output))  # type: ignore[arg-type]
+    except InfrastructureError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def dashboard(
+    port: Annotated[int | None, typer.Option(help="Bind port (0 picks a free one).")] = None,
+    warehouse: Annotated[
+        str | None, typer.Option(help="Local path or s3://bucket/path; default: the local one.")
+    ] = None,
+) -> None:
+    """Serve the web dashboard (Paimon tables and pipeline metrics) until SIGTERM or Ctrl-C."""
+    from streampulse.dashboard.app import serve as serve_dashboard  # noqa: PLC0415 - extra
+
+    settings = _settings()
+    updates: dict[str, object] = {}
+    if port is not None:
+        updates["dashboard"] = settings.dashboard.model_copy(update={"port": port})
+    if warehouse:
+        updates["paimon"] = settings.paimon.model_copy(update={"warehouse": warehouse})
+    settings = settings.model_copy(update=updates)
+    try:
+        serve_dashboard(settings, lambda url: typer.echo(f"dashboard at {url}"))
+    except OSError as exc:
+        where = f"{settings.dashboard.host}:{settings.dashboard.port}"
+        typer.echo(f"dashboard: cannot listen on {where}: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 local_app = typer.Typer(help="Engines of the one-machine stack.", no_args_is_help=True)

@@ -5,7 +5,8 @@
     │   └── MalformedEvent   a Jetstream frame that cannot be decoded or normalized
     └── InfrastructureError  a dependency failed: the process stops loudly and resumes from the log
         ├── KafkaError       the broker refused or lost a write, or cannot be reached
-        └── LauncherError    a local engine (Kafka, ...) could not be obtained or started
+        ├── LauncherError    a local engine (Kafka, ...) could not be obtained or started
+        └── LakehouseError   the Paimon warehouse cannot be read, or a query over it failed
 
 Library errors are translated into these at one boundary, with ``raise ... from exc``.
 """
@@ -40,3 +41,7 @@ class KafkaError(InfrastructureError):
 
 class LauncherError(InfrastructureError):
     """A local engine could not be obtained, built or started."""
+
+
+class LakehouseError(InfrastructureError):
+    """The Paimon warehouse cannot be read, or a SQL query over its tables failed."""

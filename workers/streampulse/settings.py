@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JETSTREAM_ENDPOINTS = (
@@ -153,6 +153,99 @@ class LocalSettings(_Group):
         Path.home() / ".local" / "state" / "streampulse",
         description="Data and pid files of the local stack (Kafka log, warehouse).",
     )
+    flink_dir: Path | None = Field(
+        None, description="The Flink job's directory (flink/); none: the repository's."
+    )
+    flink_heap_mb: int = Field(
+        1024,
+        ge=512,
+        description="Heap of the Flink mini-cluster JVM in MiB: the job's state is small "
+        "(windows and a day of event ids), and the whole stack must fit in 6 GB.",
+    )
+    flink_checkpoint_interval_ms: int = Field(
+        10_000,
+        ge=1000,
+        description="Flink checkpoint interval: Paimon commits at each, so it bounds freshness.",
+    )
+    status_every_s: float = Field(
+        10.0, gt=0, description="Status lines of `up` when not on a terminal (on one: 2 s)."
+    )
+
+
+class PaimonSettings(_Group):
+    """The Paimon lakehouse the Flink job writes and ``streampulse sql`` / the dashboard read."""
+
+    warehouse: str = Field(
+        "",
+        description="Local path or s3://bucket/path of the filesystem catalog; empty: "
+        "<local.state_dir>/warehouse, the local stack's.",
+    )
+    database: str = Field("streampulse", description="Database holding the tables.")
+    s3_endpoint: str = Field(
+        "", description="S3-compatible endpoint URL (MinIO, versitygw); empty: AWS S3."
+    )
+    s3_access_key: str = Field("", description="S3 access key id.")
+    s3_secret_key: SecretStr = Field(SecretStr(""), description="S3 secret key.")
+    s3_region: str = Field("us-east-1", description="S3 region; S3-compatible servers ignore it.")
+
+
+class DashboardSettings(_Group):
+    """``streampulse dashboard``: the Paimon tables and the processes' metrics in a browser.
+
+    The warehouse it reads is the ``paimon`` group's; Kafka consumer lag uses the ``kafka`` group's
+    bootstrap servers.
+    """
+
+    host: str = Field(
+        "127.0.0.1", description="Bind address; loopback: the page has no authentication."
+    )
+    port: int = Field(8700, ge=0, le=65535, description="Bind port; 0 picks a free one.")
+    refresh_s: float = Field(
+        5.0,
+        ge=1.0,
+        le=3600.0,
+        description="Seconds between the page's refreshes and the metrics scrapes: 5 s shows "
+        "rates that move without re-reading the tables much more often than the job commits "
+        "(a Flink checkpoint every 10 s).",
+    )
+    top_n: int = Field(
+        10, ge=1, le=100, description="Rows of each ranked panel: 10 fit a laptop screen."
+    )
+    window_min: int = Field(
+        60,
+        ge=1,
+        le=24 * 60,
+        description="Minutes of event time the 'recent' panels cover (posts per minute, "
+        "toxicity, viral posts, bot-likely accounts; an author hour counts when it starts "
+        "within them), counted back from the newest data in each table, not the wall clock, "
+        "so replays of old captures show too. 60: the job's engagement window.",
+    )
+    bot_score_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="bot_score (0..1) from which an account is flagged as bot-likely; 0.5 takes "
+        "the volume term at its full weight or activity on several signals at once.",
+    )
+    metrics_targets: dict[str, str] = Field(
+        {},
+        description="Stage name -> Prometheus /metrics URL of a local process, as JSON "
+        '({"ingest": "http://127.0.0.1:9101/metrics", "enrich": ..., "models": ...}); the '
+        "local stack passes the ports it picked. Empty: the pipeline panels say so.",
+    )
+    scrape_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="Timeout of one scrape or Flink REST request in seconds."
+    )
+    flink_rest_url: str = Field(
+        "",
+        description="Base URL of the Flink REST API (http://127.0.0.1:8081) for checkpoint age; "
+        "empty: the newest Paimon snapshot's commit time stands in for it.",
+    )
+    consumer_groups: tuple[str, ...] = Field(
+        ("streampulse-enrich", "streampulse-flink"),
+        description="Kafka consumer groups whose lag (log end minus committed offset, per "
+        "topic) is shown: the enrich worker's and the Flink job's defaults. Empty: none.",
+    )
 
 
 class ServingSettings(_Group):
@@ -276,6 +369,37 @@ class EnrichSettings(_Group):
     )
 
 
+class TelemetrySettings(_Group):
+    """Traces: one trace per post across ingest, Kafka, enrich and the model server.
+
+    Spans are exported only where a destination is set (an OTLP endpoint, a JSON-lines file, or
+    both); with neither, no spans are recorded and ingest adds no ``traceparent`` headers.
+    """
+
+    traces_file: Path | None = Field(
+        None,
+        description="Append finished spans to this JSON-lines file, one span a line (what local "
+        "runs and tests read); several processes may share one file. None: no file.",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="Base URL of an OTLP/HTTP collector (http://collector:4318); spans are "
+        "posted to <url>/v1/traces. None: no OTLP export.",
+    )
+    otlp_timeout_s: float = Field(
+        10.0, gt=0, description="Timeout of one OTLP export request in seconds."
+    )
+    trace_sample_ratio: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Fraction (0..1) of posts whose trace is recorded, decided once at ingest "
+        "from the trace id and followed by every later stage. 0.1 keeps about 7 traces a "
+        "second of the live firehose (about 70 posts/s) and a small cost when ingest catches "
+        "up at full speed; 1.0 records every post (tests, debugging).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything a StreamPulse process can be told, grouped by concern."""
 
@@ -297,6 +421,7 @@ class Settings(BaseSettings):
         "text", description="text for terminals, json for clusters."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    telemetry: TelemetrySettings = TelemetrySettings()
     kafka: KafkaSettings = KafkaSettings()
     jetstream: JetstreamSettings = JetstreamSettings()
     ingest: IngestSettings = IngestSettings()
@@ -304,3 +429,5 @@ class Settings(BaseSettings):
     local: LocalSettings = LocalSettings()
     enrich: EnrichSettings = EnrichSettings()
     serving: ServingSettings = ServingSettings()
+    paimon: PaimonSettings = PaimonSettings()
+    dashboard: DashboardSettings = DashboardSettings()

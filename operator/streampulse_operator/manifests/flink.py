@@ -1,5 +1,7 @@
 """The windowed-aggregation job as a ``FlinkDeployment`` (``flink.apache.org/v1beta1``) in
-PyFlink application mode, checkpointing exactly-once to the lakehouse bucket."""
+PyFlink application mode, checkpointing exactly-once to the lakehouse bucket. With
+``observability.metrics`` the job manager and task managers serve Flink's Prometheus reporter
+(``plugins/metrics-prometheus`` of the Flink distribution) on a port named ``metrics``."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from streampulse_operator.spec import Owner, StreamPulseSpec
 COMPONENT = "flink"
 FLINK_UID = 9999  # the flink user of the official images
 PYTHON_DRIVER = "org.apache.flink.client.python.PythonDriver"
+PROMETHEUS_PORT = 9249  # the PrometheusReporter's default port
+PROMETHEUS_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
 
 
 def render_flink(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
@@ -27,12 +31,26 @@ def render_flink(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
         ),
         *s3_credential_env(owner, spec, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
     ]
-    main = {
+    main: dict[str, object] = {
         "name": "flink-main-container",
         "env": env,
         "securityContext": c.container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": c.SCRATCH_DIR}],
     }
+    configuration = {
+        "taskmanager.numberOfTaskSlots": str(flink.taskSlots),
+        "execution.checkpointing.interval": f"{flink.checkpointIntervalSeconds}s",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "state.backend.type": "rocksdb",
+        "execution.checkpointing.dir": f"s3://{bucket}/flink/checkpoints",
+        "execution.checkpointing.savepoint-dir": f"s3://{bucket}/flink/savepoints",
+        "s3.endpoint": s3_endpoint(owner, spec),
+        "s3.path.style.access": "true",
+    }
+    if spec.observability.metrics:
+        configuration["metrics.reporter.prom.factory.class"] = PROMETHEUS_REPORTER
+        configuration["metrics.reporter.prom.port"] = str(PROMETHEUS_PORT)
+        main["ports"] = [{"name": "metrics", "containerPort": PROMETHEUS_PORT}]
     pod_template = {
         "metadata": {"labels": c.labels(owner, COMPONENT)},
         "spec": {
@@ -50,16 +68,7 @@ def render_flink(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
             "imagePullPolicy": spec.image.pullPolicy,
             "flinkVersion": flink.flinkVersion,
             "serviceAccount": "flink",
-            "flinkConfiguration": {
-                "taskmanager.numberOfTaskSlots": str(flink.taskSlots),
-                "execution.checkpointing.interval": f"{flink.checkpointIntervalSeconds}s",
-                "execution.checkpointing.mode": "EXACTLY_ONCE",
-                "state.backend.type": "rocksdb",
-                "execution.checkpointing.dir": f"s3://{bucket}/flink/checkpoints",
-                "execution.checkpointing.savepoint-dir": f"s3://{bucket}/flink/savepoints",
-                "s3.endpoint": s3_endpoint(owner, spec),
-                "s3.path.style.access": "true",
-            },
+            "flinkConfiguration": configuration,
             "podTemplate": pod_template,
             "jobManager": {
                 "replicas": 1,

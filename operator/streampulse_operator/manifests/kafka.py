@@ -1,6 +1,8 @@
 """Kafka through Strimzi (``kafka.strimzi.io/v1``, KRaft): one Kafka, one dual-role node pool and
-the pipeline's three KafkaTopics. With ``kafka.mode: External`` nothing is rendered and the
-workers use the given bootstrap servers."""
+the pipeline's three KafkaTopics. With ``observability.metrics`` the Kafka also runs Strimzi's
+Kafka Exporter (topic offsets and consumer-group lag as Prometheus metrics on its
+``tcp-prometheus`` port). With ``kafka.mode: External`` nothing is rendered and the workers use the
+given bootstrap servers."""
 
 from __future__ import annotations
 
@@ -12,6 +14,12 @@ CLUSTER_LABEL = "strimzi.io/cluster"
 COMPONENT = "kafka"
 PLAIN_PORT = 9092
 HOUR_MS = 3_600_000
+EXPORTER_METRICS_PORT = "tcp-prometheus"  # the port name Strimzi gives every metrics endpoint
+
+
+def exporter_name(owner: Owner) -> str:
+    """The ``strimzi.io/name`` label of the Kafka Exporter pods Strimzi runs for this cluster."""
+    return f"{owner.name}-kafka-exporter"
 
 
 def bootstrap_servers(owner: Owner, spec: StreamPulseSpec) -> str:
@@ -25,35 +33,33 @@ def render_kafka(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
         return []
     kafka = spec.kafka
     min_isr = 2 if kafka.replicas >= 3 else 1
-    cluster = c.obj(
-        STRIMZI,
-        "Kafka",
-        c.metadata(owner, owner.name, COMPONENT),
-        spec={
-            "kafka": {
-                "version": kafka.version,
-                "listeners": [
-                    {"name": "plain", "port": PLAIN_PORT, "type": "internal", "tls": False},
-                    {"name": "tls", "port": 9093, "type": "internal", "tls": True},
-                ],
-                "config": {
-                    "offsets.topic.replication.factor": kafka.replicas,
-                    "transaction.state.log.replication.factor": kafka.replicas,
-                    "transaction.state.log.min.isr": min_isr,
-                    "default.replication.factor": kafka.replicas,
-                    "min.insync.replicas": min_isr,
-                    "auto.create.topics.enable": False,
-                },
-            },
-            "entityOperator": {
-                "topicOperator": {
-                    "resources": c.resources(
-                        Resources(), requests=("100m", "256Mi"), limits=("500m", "512Mi")
-                    )
-                }
+    cluster_spec: dict[str, object] = {
+        "kafka": {
+            "version": kafka.version,
+            "listeners": [
+                {"name": "plain", "port": PLAIN_PORT, "type": "internal", "tls": False},
+                {"name": "tls", "port": 9093, "type": "internal", "tls": True},
+            ],
+            "config": {
+                "offsets.topic.replication.factor": kafka.replicas,
+                "transaction.state.log.replication.factor": kafka.replicas,
+                "transaction.state.log.min.isr": min_isr,
+                "default.replication.factor": kafka.replicas,
+                "min.insync.replicas": min_isr,
+                "auto.create.topics.enable": False,
             },
         },
-    )
+        "entityOperator": {
+            "topicOperator": {
+                "resources": c.resources(
+                    Resources(), requests=("100m", "256Mi"), limits=("500m", "512Mi")
+                )
+            }
+        },
+    }
+    if spec.observability.metrics:
+        cluster_spec["kafkaExporter"] = _exporter()
+    cluster = c.obj(STRIMZI, "Kafka", c.metadata(owner, owner.name, COMPONENT), spec=cluster_spec)
     storage: dict[str, object] = {
         "type": "persistent-claim",
         "size": kafka.storage.size,
@@ -93,6 +99,20 @@ def render_kafka(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
         )
     ]
     return [cluster, pool, *topics]
+
+
+def _exporter() -> dict[str, object]:
+    """Strimzi's Kafka Exporter over every topic and consumer group (the enrich worker's and the
+    Flink job's), restricted like the brokers."""
+    return {
+        "topicRegex": ".*",
+        "groupRegex": ".*",
+        "resources": c.resources(Resources(), requests=("50m", "64Mi"), limits=("500m", "256Mi")),
+        "template": {
+            "pod": {"securityContext": {"runAsNonRoot": True}},
+            "container": {"securityContext": c.container_security_context()},
+        },
+    }
 
 
 def _topic(owner: Owner, key: str, topic: Topic) -> c.Manifest:

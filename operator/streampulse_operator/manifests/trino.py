@@ -1,6 +1,13 @@
 """Trino over the Paimon tables: a coordinator and workers sharing one ConfigMap. The S3
 credentials reach the catalog through environment variables (``${ENV:...}``), never the
-ConfigMap."""
+ConfigMap.
+
+Trino ships no Paimon connector: the image (``operator/Dockerfile.trino``) is Trino 440 with
+Apache Paimon's Trino plugin, the one Trino version that plugin supports. The plugin reads the
+warehouse through Trino's own file systems, so the catalog takes Trino 440's native S3 properties
+(``s3.endpoint``, ``s3.aws-access-key``, ...), not Paimon's ``s3.access-key`` family. HDFS support
+is off (``fs.hadoop.enabled=false``): Trino 440 enables it by default and then refuses a plugin
+that bundles the HDFS classes, as Paimon's does."""
 
 from __future__ import annotations
 
@@ -15,6 +22,14 @@ from streampulse_operator.spec import Owner, StreamPulseSpec
 COMPONENT = "trino"
 HTTP_PORT = 8080
 TRINO_UID = 1000  # the trino user of the official image
+JVM_OPTIONS = (
+    "-server",
+    "-XX:MaxRAMPercentage=75",
+    "-XX:+ExitOnOutOfMemoryError",
+    # what Paimon's Trino documentation asks for on Java 21 (the JDK of the Trino 440 image)
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+)
 
 
 def _config(owner: Owner, spec: StreamPulseSpec, coordinator_url: str) -> dict[str, str]:
@@ -26,10 +41,11 @@ def _config(owner: Owner, spec: StreamPulseSpec, coordinator_url: str) -> dict[s
         ),
         "worker.properties": f"coordinator=false\n{common}",
         "node.properties": "node.environment=streampulse\nnode.data-dir=/data/trino\n",
-        "jvm.config": "-server\n-XX:MaxRAMPercentage=75\n-XX:+ExitOnOutOfMemoryError\n",
+        "jvm.config": "".join(f"{option}\n" for option in JVM_OPTIONS),
         "paimon.properties": (
             "connector.name=paimon\n"
             f"warehouse=s3://{spec.lakehouse.bucket}/warehouse\n"
+            "fs.hadoop.enabled=false\n"
             "fs.native-s3.enabled=true\n"
             f"s3.endpoint={s3_endpoint(owner, spec)}\n"
             "s3.path-style-access=true\n"

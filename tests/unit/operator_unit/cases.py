@@ -1,5 +1,5 @@
 """StreamPulse specs the unit tests render: the chart's example and the variants that switch
-whole components on or off."""
+whole components on or off (``monitored``: the example with every Prometheus monitor)."""
 
 from __future__ import annotations
 
@@ -41,4 +41,5 @@ CASES: dict[str, dict[str, Any]] = {
         "models": [{"name": "toxicity", "task": "multi_label_classification"}],
     },
     "suspended": {**example_spec(), "suspend": True},
+    "monitored": {**example_spec(), "observability": {"serviceMonitors": True}},
 }

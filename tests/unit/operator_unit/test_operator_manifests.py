@@ -153,3 +153,62 @@ def test_render_resource_reads_a_whole_object() -> None:
         "spec": json.loads(json.dumps(CASES["defaults"])),
     }
     assert render_resource(resource) == rendered("defaults")
+
+
+def _ports(pod: dict[str, Any]) -> set[str]:
+    return {p["name"] for c in pod["containers"] for p in c.get("ports", [])}
+
+
+def _ports_of(service: dict[str, Any]) -> set[str]:
+    return {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_every_monitor_selects_a_rendered_metrics_endpoint() -> None:
+    objects = rendered("monitored")
+    monitors = {o["metadata"]["name"]: o for o in objects if o["kind"].endswith("Monitor")}
+    assert set(monitors) == {"demo", "demo-flink", "demo-kafka-exporter", "demo-minio"}
+    services = [o for o in objects if o["kind"] == "Service"]
+    for name in ("demo", "demo-minio"):
+        spec = monitors[name]["spec"]
+        (endpoint,) = spec["endpoints"]
+        selector = spec["selector"]["matchLabels"]
+        scraped = [
+            s
+            for s in services
+            if selector.items() <= s["metadata"]["labels"].items()
+            and endpoint["port"] in _ports_of(s)
+        ]
+        assert scraped, name
+    assert {s["metadata"]["name"] for s in services if "metrics" in _ports_of(s)} >= {
+        "demo-ingest-metrics",
+        "demo-enrich-metrics",
+        "demo-model-toxicity",
+    }
+    (flink,) = [o for o in objects if o["kind"] == "FlinkDeployment"]
+    template = flink["spec"]["podTemplate"]
+    flink_monitor = monitors["demo-flink"]["spec"]
+    assert (
+        flink_monitor["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    )
+    assert flink_monitor["podMetricsEndpoints"][0]["port"] in _ports(template["spec"])
+    port = flink["spec"]["flinkConfiguration"]["metrics.reporter.prom.port"]
+    assert {int(port)} == {
+        p["containerPort"] for c in template["spec"]["containers"] for p in c["ports"]
+    }
+    (kafka,) = [o for o in objects if o["kind"] == "Kafka"]
+    assert kafka["spec"]["kafkaExporter"]["groupRegex"] == ".*"
+    exporter = monitors["demo-kafka-exporter"]["spec"]
+    assert exporter["selector"]["matchLabels"]["strimzi.io/name"] == "demo-kafka-exporter"
+    (minio,) = [o for o in objects if o["kind"] == "StatefulSet"]
+    env = {e["name"]: e.get("value") for e in pods(minio)[0]["containers"][0]["env"]}
+    assert env["MINIO_PROMETHEUS_AUTH_TYPE"] == "public"
+
+
+def test_metrics_off_renders_no_exporters() -> None:
+    spec = CASES["example"] | {"observability": {"metrics": False}}
+    objects = render(OWNER, defaulted(spec))
+    (kafka,) = [o for o in objects if o["kind"] == "Kafka"]
+    assert "kafkaExporter" not in kafka["spec"]
+    (flink,) = [o for o in objects if o["kind"] == "FlinkDeployment"]
+    assert not any(k.startswith("metrics.") for k in flink["spec"]["flinkConfiguration"])
+    assert not [o for o in objects if o["kind"].endswith("Monitor")]

@@ -9,12 +9,14 @@ else.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import orjson
 
 from streampulse.settings import EnrichSettings
+from streampulse.tracing import TRACE_LINKS_HEADER, TRACEPARENT, links_header
 
 Prediction = dict[str, Any]
 
@@ -73,12 +75,22 @@ class ModelGateway:
         self.versions: dict[str, str] = {}
 
     async def predict(
-        self, model: str, texts: list[str], traceparent: str | None = None
+        self,
+        model: str,
+        texts: list[str],
+        traceparent: str | None = None,
+        linked: Sequence[str] = (),
     ) -> list[Prediction]:
-        """One result per text, in order."""
+        """One result per text, in order.
+
+        ``traceparent`` is the request's parent context; ``linked`` names the contexts of the
+        other posts it carries, which the model server links its span to.
+        """
         headers = {"content-type": "application/json"}
         if traceparent:
-            headers["traceparent"] = traceparent
+            headers[TRACEPARENT] = traceparent
+        if linked:
+            headers[TRACE_LINKS_HEADER] = links_header(linked)
         url = f"{self._base}/v1/models/{model}:predict"
         async with self._slots:
             try:

@@ -5,6 +5,11 @@ Every model sees every post, in requests of ``request_texts`` texts, all in flig
 backoff, honouring Retry-After, behind the circuit breaker, until the batch's retry budget runs
 out. A permanent rejection of a request is narrowed down by retrying its texts one by one, so
 only the posts a model really refuses fail; each failure carries its reason.
+
+Tracing: a request has one parent, the ``traceparent`` of the first post of the request whose
+trace is recorded (else of its first post); the other recorded posts' contexts go along as span
+links (``TRACE_LINKS_HEADER``), so every traced post leads to the model-server spans that scored
+it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from streampulse.enrich import metrics
 from streampulse.enrich.breaker import CircuitBreaker
 from streampulse.enrich.gateway import ModelGateway, Prediction, Rejected, Unavailable
 from streampulse.settings import EnrichSettings
+from streampulse.tracing import is_sampled
 
 
 class _BudgetExhausted(Exception):
@@ -32,6 +38,14 @@ class ScoredBatch:
 
     predictions: list[dict[str, Prediction]]
     failures: dict[int, str] = field(default_factory=dict)
+
+
+def request_trace_context(traceparents: list[str | None]) -> tuple[str | None, list[str]]:
+    """The parent ``traceparent`` of a request carrying these posts, and the contexts to link."""
+    sampled = [tp for tp in traceparents if tp and is_sampled(tp)]
+    if not sampled:
+        return next((tp for tp in traceparents if tp), None), []
+    return sampled[0], sampled[1:]
 
 
 class Scorer:
@@ -71,7 +85,10 @@ class Scorer:
     ) -> None:
         try:
             outputs = await self._with_retries(
-                model, [texts[i] for i in indices], traceparents[indices[0]], deadline
+                model,
+                [texts[i] for i in indices],
+                request_trace_context([traceparents[i] for i in indices]),
+                deadline,
             )
         except Rejected as exc:
             if len(indices) == 1:
@@ -94,7 +111,11 @@ class Scorer:
             batch.predictions[i][model] = output
 
     async def _with_retries(
-        self, model: str, texts: list[str], traceparent: str | None, deadline: float
+        self,
+        model: str,
+        texts: list[str],
+        trace_context: tuple[str | None, list[str]],
+        deadline: float,
     ) -> list[Prediction]:
         backoff = Backoff(self._settings.retry_initial_s, self._settings.retry_max_s)
         while True:
@@ -104,7 +125,7 @@ class Scorer:
                 await asyncio.sleep(0.05)
             started = time.perf_counter()
             try:
-                outputs = await self._gateway.predict(model, texts, traceparent)
+                outputs = await self._gateway.predict(model, texts, *trace_context)
             except Unavailable as exc:
                 self._breaker.failure()
                 metrics.MODEL_REQUESTS.labels(model, exc.reason).inc()

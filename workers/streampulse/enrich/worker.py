@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka import KafkaError as LibKafkaError
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from streampulse.enrich import metrics
 from streampulse.enrich.breaker import BreakerState, CircuitBreaker
@@ -36,8 +38,10 @@ from streampulse.kafka import (
 )
 from streampulse.settings import Settings
 from streampulse.telemetry import DEAD_LETTERS
+from streampulse.tracing import TRACEPARENT, context_from_traceparent, traceparent_of
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 _FLUSH_TIMEOUT_S = 60.0
 _LATENCY_SAMPLES = 200_000
@@ -55,6 +59,16 @@ class EnrichSummary:
 
     def to_json(self) -> str:
         return orjson.dumps(asdict(self)).decode()
+
+
+@dataclass(frozen=True)
+class _Post:
+    """A post of the cycle: its record, its event, and the span tracing its enrichment."""
+
+    message: Message
+    event: dict[str, Any]
+    span: Span
+    traceparent: str | None  # the span's, else the raw record's (tracing off): sent downstream
 
 
 @dataclass
@@ -186,10 +200,38 @@ class EnrichWorker:
         )
         self._produce(self._kafka.dlq_topic, letter, message.key(), [])
 
+    def _start_post(self, message: Message, event: dict[str, Any]) -> _Post:
+        """Open the post's ``enrich post`` span, a child of the raw record's traceparent."""
+        upstream = _headers(message).get(TRACEPARENT)
+        span = tracer.start_span(
+            "enrich post",
+            context=context_from_traceparent(upstream),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "streampulse.event_id": event["event_id"],
+                "streampulse.did": event["did"],
+                "messaging.destination.name": message.topic() or "",
+                "messaging.destination.partition.id": str(message.partition()),
+                "messaging.kafka.offset": message.offset() or 0,
+            },
+        )
+        return _Post(message, event, span, traceparent_of(span) or upstream)
+
+    def _log_unscored(self, unscored: list[tuple[_Post, str]]) -> None:
+        """One warning a cycle, in the first unscored post's span (the log names its trace)."""
+        post, failure = unscored[0]
+        with trace.use_span(post.span):
+            log.warning(
+                "%d posts unscored, dead-lettered; first %s: %s",
+                len(unscored),
+                post.event["event_id"],
+                failure,
+            )
+
     async def _process(self, batch: list[Message]) -> _Cycle:
         """Score and produce; says what became of each record (counted once durable)."""
         cycle = _Cycle()
-        posts: list[tuple[Message, dict[str, Any]]] = []
+        posts: list[_Post] = []
         for message in batch:
             try:
                 event = select_post(message.value())
@@ -200,25 +242,34 @@ class EnrichWorker:
             if event is None:
                 cycle.skipped += 1
             else:
-                posts.append((message, event))
+                posts.append(self._start_post(message, event))
         if not posts:
             return cycle
-        scored = await self._scorer.score(
-            [event["text"] for _m, event in posts],
-            [_headers(message).get("traceparent") for message, _e in posts],
-        )
-        stamp = now_us()
-        for index, (message, event) in enumerate(posts):
-            failure = scored.failures.get(index)
-            if failure is not None:
-                self._dead_letter(message, "unscored", failure)
-                cycle.dead_letters.append("unscored")
-                continue
-            value = enriched_record(event, scored.predictions[index], self._gateway.versions, stamp)
-            traceparent = _headers(message).get("traceparent")
-            headers = [("traceparent", traceparent.encode())] if traceparent else []
-            self._produce(self._kafka.enriched_topic, value, message.key(), headers)
-            cycle.enriched.append(message)
+        try:
+            scored = await self._scorer.score(
+                [post.event["text"] for post in posts], [post.traceparent for post in posts]
+            )
+            stamp = now_us()
+            unscored: list[tuple[_Post, str]] = []
+            for index, post in enumerate(posts):
+                failure = scored.failures.get(index)
+                if failure is not None:
+                    post.span.set_status(Status(StatusCode.ERROR, failure))
+                    self._dead_letter(post.message, "unscored", failure)
+                    cycle.dead_letters.append("unscored")
+                    unscored.append((post, failure))
+                    continue
+                value = enriched_record(
+                    post.event, scored.predictions[index], self._gateway.versions, stamp
+                )
+                headers = [(TRACEPARENT, post.traceparent.encode())] if post.traceparent else []
+                self._produce(self._kafka.enriched_topic, value, post.message.key(), headers)
+                cycle.enriched.append(post.message)
+            if unscored:
+                self._log_unscored(unscored)
+        finally:
+            for post in posts:
+                post.span.end()
         return cycle
 
     def _offsets(self, batch: list[Message]) -> list[TopicPartition]:

@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass
 import orjson
 from confluent_kafka import KafkaError as LibKafkaError
 from confluent_kafka import Message, Producer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
 
 from streampulse.errors import KafkaError, MalformedEvent
-from streampulse.events import encode_dead_letter, now_us
+from streampulse.events import POST, NormalizedEvent, encode_dead_letter, now_us
 from streampulse.ingest import metrics
 from streampulse.ingest.cursors import resume_cursor
 from streampulse.ingest.jetstream import JetstreamClient
@@ -31,6 +33,7 @@ from streampulse.ingest.normalizing import normalize
 from streampulse.kafka import ensure_topics, producer_config
 from streampulse.settings import Settings
 from streampulse.telemetry import DEAD_LETTERS
+from streampulse.tracing import TRACEPARENT, exports_spans, traceparent_of
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,10 @@ _LATENCY_SAMPLES = 100_000
 _SAMPLE_EVERY = 4  # acknowledgement latency is observed for one record in this many
 _FLUSH_TIMEOUT_S = 30.0
 
+_TRACED_OPERATIONS = ("create", "update")
+
 DeliveryCallback = Callable[[LibKafkaError | None, Message], None]
+Headers = list[tuple[str, str | bytes | None]]
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class IngestWorker:
         self._max_text_chars = settings.ingest.max_text_chars
         self._stop_after = settings.ingest.stop_after_events
         self._raw_topic = settings.kafka.raw_topic
+        self._tracer = trace.get_tracer(__name__) if exports_spans(settings.telemetry) else None
 
     # -- Kafka delivery reports -------------------------------------------------------------
 
@@ -131,11 +138,21 @@ class IngestWorker:
         self._callbacks[collection] = delivered
         return delivered
 
-    def _produce(self, topic: str, value: bytes, key: bytes | None, collection: str) -> None:
+    def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        collection: str,
+        headers: Headers | None = None,
+    ) -> None:
         callback = self._on_delivery(collection)
         while True:
             try:
-                self._producer.produce(topic, value, key, on_delivery=callback)
+                if headers is None:
+                    self._producer.produce(topic, value, key, on_delivery=callback)
+                else:
+                    self._producer.produce(topic, value, key, headers=headers, on_delivery=callback)
                 return
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let the broker catch up
@@ -188,14 +205,42 @@ class IngestWorker:
                     self._newest_time_us = time_us
                 collection = event["collection"] or event["kind"]
                 self._received_tally.add(collection)
-                self._produce(
-                    self._raw_topic, orjson.dumps(event), event["did"].encode(), collection
-                )
+                if (
+                    self._tracer is not None
+                    and collection == POST
+                    and event["operation"] in _TRACED_OPERATIONS
+                ):
+                    self._produce_traced_post(self._tracer, event)
+                else:
+                    self._produce(
+                        self._raw_topic, orjson.dumps(event), event["did"].encode(), collection
+                    )
         if self._events % _POLL_EVERY == 0:
             self._producer.poll(0)
             self._raise_on_failure()
             self._publish_metrics()
         return not (self._stop_after and self._events >= self._stop_after)
+
+    def _produce_traced_post(self, tracer: Tracer, event: NormalizedEvent) -> None:
+        """Produce a post as the root span of its trace; its traceparent goes in the headers.
+
+        The span runs from the frame's arrival to the record's hand-over to the producer.
+        """
+        span = tracer.start_span(
+            "ingest post",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "streampulse.event_id": event["event_id"],
+                "streampulse.did": event["did"],
+                "streampulse.collection": POST,
+                "messaging.destination.name": self._raw_topic,
+            },
+            start_time=event["ingested_at_us"] * 1000,
+        )
+        traceparent = traceparent_of(span)
+        headers: Headers | None = [(TRACEPARENT, traceparent.encode())] if traceparent else None
+        self._produce(self._raw_topic, orjson.dumps(event), event["did"].encode(), POST, headers)
+        span.end()
 
     def _publish_metrics(self) -> None:
         self._received_tally.flush()

@@ -19,12 +19,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Child:
-    """One ``streampulse <command>`` process with its output in a log file."""
+    """One ``streampulse <command>`` process (or another ``program``), output in a log file."""
 
     name: str
     args: list[str]
     env: dict[str, str]
     log_path: Path
+    program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "streampulse.cli"])
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -32,7 +33,7 @@ class Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streampulse.cli", *self.args],
+            [*self.program, *self.args],
             env={**os.environ, **self.env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -40,6 +41,10 @@ class Child:
         )
         log.info("started %s (pid %d), log %s", self.name, self.process.pid, self.log_path)
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

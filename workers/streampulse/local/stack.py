@@ -1,34 +1,42 @@
-"""``streampulse up``: the pipeline on one machine, as real local processes.
+"""``streampulse up``: the whole pipeline on one machine, as real local processes.
 
-Starts a Kafka broker, then ingest from live Jetstream when it answers, or else from the replay
-server (said plainly on screen), and shows a live progress line until Ctrl-C, which stops
-everything that was started, in reverse order.
+In order: a Kafka broker; the Jetstream source (live when it answers, else the replay server,
+said plainly on screen); the model server (offline default models, or exported model
+directories when configured); ingest; enrich; the Flink job on its local mini-cluster writing
+the Paimon warehouse; the dashboard. A live status block shows each stage's rates, lag and
+health until Ctrl-C (or ``streampulse down``), which stops everything, in reverse order.
+``<state_dir>/up.json`` records what runs, for ``streampulse status`` and ``down``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from streampulse.errors import LauncherError
+from streampulse.kafka import ensure_topics
+from streampulse.local.flink_job import ensure_flink_environment, flink_project_dir, job_argv
 from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka, free_port
 from streampulse.local.processes import Child
+from streampulse.local.runs import RunRecord, Stage, alive, remove_record
+from streampulse.local.status import StatusBoard
 from streampulse.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _PROBE_TIMEOUT_S = 4.0
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 async def _first_reachable(endpoints: tuple[str, ...]) -> str | None:
@@ -48,65 +56,166 @@ def probe_jetstream(endpoints: tuple[str, ...]) -> str | None:
     return asyncio.run(_first_reachable(endpoints))
 
 
-@dataclass
-class Rates:
-    """Per-collection counters scraped from a process's /metrics, turned into rates."""
+def wait_http_ok(url: str, child: Child, timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200; fail if the child exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise LauncherError(f"{child.name} exited early; see {child.log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise LauncherError(f"{child.name} not ready at {url} within {timeout_s:.0f}s")
 
-    previous: dict[str, float] = field(default_factory=dict)
-    previous_at: float = 0.0
 
-    def update(self, counts: dict[str, float]) -> dict[str, float]:
-        now = time.monotonic()
-        elapsed = now - self.previous_at if self.previous_at else 0.0
-        rates = {
-            key: (value - self.previous.get(key, 0.0)) / elapsed if elapsed else 0.0
-            for key, value in counts.items()
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest completed checkpoint of any earlier run (``<job>/chk-N/_metadata``)."""
+    done = list(checkpoint_dir.glob("*/chk-*/_metadata"))
+    return max(done, key=lambda p: p.stat().st_mtime).parent if done else None
+
+
+class LocalStack:
+    """The processes of one ``up``, started in order and stopped in reverse."""
+
+    def __init__(self, settings: Settings, stack: ExitStack) -> None:
+        self.settings = settings
+        self.state = settings.local.state_dir
+        self.logs = self.state / "logs"
+        self.stack = stack
+        self.record = RunRecord(pid=os.getpid(), started_at=time.time())
+        self.children: list[Child] = []
+        self.board = StatusBoard()
+        self.env: dict[str, str] = {
+            "STREAMPULSE_PAIMON__WAREHOUSE": str(self.warehouse),
+            "STREAMPULSE_TELEMETRY__TRACES_FILE": str(self.state / "traces.jsonl"),
         }
-        self.previous, self.previous_at = counts, now
-        return rates
 
+    @property
+    def warehouse(self) -> str:
+        return self.settings.paimon.warehouse or str(self.state / "warehouse")
 
-def scrape(port: int) -> dict[str, dict[str, float]]:
-    """``{metric: {label-values: value}}`` from a local /metrics endpoint."""
-    url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=2) as response:
-        text = response.read().decode()
-    samples: dict[str, dict[str, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            key = ",".join(str(v) for v in sample.labels.values())
-            samples.setdefault(sample.name, {})[key] = sample.value
-    return samples
+    def say(self, stage: str, text: str) -> None:
+        print(f"{stage:<10} {text}", flush=True)
 
+    def child(self, name: str, args: list[str], env: dict[str, str], **more: object) -> Child:
+        metrics_port = free_port()
+        child = Child(
+            name,
+            args,
+            {**self.env, **env, "STREAMPULSE_METRICS_PORT": str(metrics_port)},
+            self.logs / f"{name}.log",
+            **more,  # type: ignore[arg-type]
+        )
+        self.stack.enter_context(_started(child))
+        self.children.append(child)
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.record.add(Stage(name, child.pid, metrics_url=metrics_url), self.state)
+        self.board.watch(name, metrics_url)
+        return child
 
-def human_duration(seconds: float) -> str:
-    """12.3s, 4.5m, 2.0h or 145.1d: lag reads at a glance (replays of old data lag by days)."""
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
-        if abs(seconds) >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.1f}s"
+    def start_kafka(self) -> None:
+        local = self.settings.local
+        broker = KafkaBroker(
+            libs=ensure_kafka(self.settings.cache_dir, local.kafka_version),
+            data_dir=self.state / "kafka",
+            port=local.kafka_port,
+            heap_mb=local.kafka_heap_mb,
+            java_home=local.java_home,
+        )
+        self.stack.enter_context(broker)
+        self.record.add(Stage("kafka", broker.pid, url=broker.bootstrap_servers), self.state)
+        kafka = self.settings.kafka.model_copy(
+            update={"bootstrap_servers": broker.bootstrap_servers}
+        )
+        ensure_topics(kafka, [kafka.raw_topic, kafka.enriched_topic, kafka.dlq_topic])
+        self.env["STREAMPULSE_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        self.say("kafka", f"ready at {broker.bootstrap_servers} (pid {broker.pid})")
 
+    def start_source(self) -> None:
+        live = probe_jetstream(self.settings.jetstream.endpoints)
+        if live is not None:
+            self.say("jetstream", f"LIVE from {live}")
+            return
+        port = free_port()
+        env = {"STREAMPULSE_REPLAY__PORT": str(port), "STREAMPULSE_REPLAY__LOOP": "true"}
+        replay = self.child("replay", ["replay"], env)
+        replay.wait_for_output("listening on", timeout_s=60)
+        endpoint = f"ws://127.0.0.1:{port}/subscribe"
+        self.env["STREAMPULSE_JETSTREAM__ENDPOINTS"] = orjson.dumps([endpoint]).decode()
+        self.say(
+            "jetstream",
+            "live Jetstream is NOT reachable: replaying the recorded captures plus a synthetic "
+            f"stream at the real rate profile from {endpoint} (pid {replay.pid})",
+        )
 
-def _short(collection: str) -> str:
-    return collection.rsplit(".", 1)[-1]
+    def start_models(self) -> None:
+        port = free_port()
+        models = self.child("models", ["serve-models", "--port", str(port)], {})
+        url = f"http://127.0.0.1:{port}"
+        wait_http_ok(f"{url}/readyz", models, timeout_s=300)
+        self.env["STREAMPULSE_ENRICH__GATEWAY_URL"] = url
+        self.record.stages["models"].url = url
+        which = "exported models" if self.settings.serving.model_dirs else "offline default models"
+        self.say("models", f"{which} ready at {url} (pid {models.pid})")
 
+    def start_workers(self) -> None:
+        ingest = self.child("ingest", ["ingest"], {})
+        self.say("ingest", f"started (pid {ingest.pid})")
+        enrich = self.child("enrich", ["enrich"], {})
+        self.say("enrich", f"started (pid {enrich.pid})")
 
-def progress_line(samples: dict[str, dict[str, float]], rates: Rates) -> str:
-    """One line: events/s in total and by collection, dead letters, lag."""
-    per_collection = rates.update(samples.get("streampulse_ingest_events_total", {}))
-    total = sum(per_collection.values())
-    top = sorted(per_collection.items(), key=lambda item: -item[1])[:5]
-    by_collection = " ".join(f"{_short(name)} {rate:.0f}" for name, rate in top)
-    lag = samples.get("streampulse_ingest_lag_seconds", {}).get("", 0.0)
-    dead = sum(
-        value
-        for key, value in samples.get("streampulse_dead_letters_total", {}).items()
-        if key.startswith("ingest")
-    )
-    return (
-        f"ingest {total:7.0f} ev/s | {by_collection} | dead letters {dead:.0f} "
-        f"| lag {human_duration(lag)}"
-    )
+    def start_flink(self) -> None:
+        local = self.settings.local
+        env = ensure_flink_environment(flink_project_dir(local.flink_dir), self.settings.cache_dir)
+        rest_port = free_port()
+        checkpoints = self.state / "flink-checkpoints"
+        options: dict[str, object] = {
+            "bootstrap_servers": self.env["STREAMPULSE_KAFKA__BOOTSTRAP_SERVERS"],
+            "raw_topic": self.settings.kafka.raw_topic,
+            "enriched_topic": self.settings.kafka.enriched_topic,
+            "warehouse": self.warehouse,
+            "checkpoint_dir": checkpoints.as_uri(),
+            "checkpoint_interval_ms": local.flink_checkpoint_interval_ms,
+            "rest_port": rest_port,
+        }
+        restore = latest_checkpoint(checkpoints)
+        if restore is not None:
+            options["restore_from"] = restore.as_uri()
+            self.say("flink", f"restoring the job's state from {restore}")
+        argv = job_argv(env, options)
+        flink_env = {"JVM_ARGS": f"-Xmx{local.flink_heap_mb}m", "PYTHONUNBUFFERED": "1"}
+        job = self.child("flink", argv[1:], flink_env, program=argv[:1])
+        job.wait_for_output("job started", timeout_s=300)
+        rest_url = f"http://127.0.0.1:{rest_port}"
+        self.record.stages["flink"].url = rest_url
+        self.board.flink_rest_url = rest_url
+        self.env["STREAMPULSE_DASHBOARD__FLINK_REST_URL"] = rest_url
+        self.say("flink", f"job running, REST at {rest_url}, Paimon at {self.warehouse}")
+
+    def start_dashboard(self) -> str:
+        targets = {s.name: s.metrics_url for s in self.record.stages.values() if s.metrics_url}
+        env = {"STREAMPULSE_DASHBOARD__METRICS_TARGETS": orjson.dumps(targets).decode()}
+        dashboard = self.child("dashboard", ["dashboard"], env)
+        dashboard.wait_for_output("dashboard at", timeout_s=60)
+        host, port = self.settings.dashboard.host, self.settings.dashboard.port
+        url = f"http://{host}:{port}/"
+        self.record.stages["dashboard"].url = url
+        return url
+
+    def supervise(self) -> None:
+        """Redraw the status until a stop signal; a stage that dies stops the whole stack."""
+        interactive = sys.stdout.isatty()
+        every_s = 2.0 if interactive else self.settings.local.status_every_s
+        while signal.sigtimedwait(STOP_SIGNALS, every_s) is None:
+            for child in self.children:
+                if not child.alive():
+                    raise LauncherError(f"{child.name} exited; see {child.log_path}")
+            self.board.show(interactive)
+        print("\nstopping ...", flush=True)
 
 
 @contextmanager
@@ -118,68 +227,51 @@ def _started(child: Child) -> Iterator[Child]:
         child.stop()
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run_stack(settings: Settings) -> None:
-    """Start everything, show progress until Ctrl-C or a child dies, then stop it all."""
+    """Start every stage, show status until Ctrl-C or a stage dies, then stop them all.
+
+    While stages start, SIGINT and SIGTERM interrupt the start; once all run they are blocked
+    and awaited, so stopping never races a half-finished step.
+    """
     state = settings.local.state_dir
-    logs = state / "logs"
-    libs = ensure_kafka(settings.cache_dir, settings.local.kafka_version)
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    with ExitStack() as stack:
-        broker = KafkaBroker(
-            libs=libs,
-            data_dir=state / "kafka",
-            port=settings.local.kafka_port,
-            heap_mb=settings.local.kafka_heap_mb,
-            java_home=settings.local.java_home,
+    running = RunRecord.read(state)
+    if running is not None and alive(running.pid):
+        raise LauncherError(
+            f"a stack is already running from {state} (pid {running.pid}): "
+            "`streampulse down` stops it"
         )
-        stack.enter_context(broker)
-        print(f"kafka      ready at {broker.bootstrap_servers}", flush=True)
-        env = {"STREAMPULSE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers}
-
-        live = probe_jetstream(settings.jetstream.endpoints)
-        if live is not None:
-            print(f"jetstream  LIVE from {live}", flush=True)
-        else:
-            replay_port = free_port()
-            replay_env = {
-                **env,
-                "STREAMPULSE_REPLAY__PORT": str(replay_port),
-                "STREAMPULSE_REPLAY__LOOP": "true",
-            }
-            replay = Child("replay", ["replay"], replay_env, logs / "replay.log")
-            stack.enter_context(_started(replay))
-            replay.wait_for_output("listening on", timeout_s=60)
-            live_endpoint = f"ws://127.0.0.1:{replay_port}/subscribe"
-            env["STREAMPULSE_JETSTREAM__ENDPOINTS"] = orjson.dumps([live_endpoint]).decode()
-            print(
-                "jetstream  live Jetstream is NOT reachable: replaying the recorded captures "
-                f"plus a synthetic stream at the real rate profile from {live_endpoint}",
-                flush=True,
-            )
-
-        metrics_port = free_port()
-        ingest = Child(
-            "ingest",
-            ["ingest"],
-            {**env, "STREAMPULSE_METRICS_PORT": str(metrics_port)},
-            logs / "ingest.log",
-        )
-        stack.enter_context(_started(ingest))
-        print(f"ingest     metrics at http://127.0.0.1:{metrics_port}/metrics", flush=True)
-        print(f"logs       {logs}   (Ctrl-C stops everything)", flush=True)
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-        rates = Rates()
-        while True:
-            if signal.sigtimedwait(stop_signals, 1.0) is not None:
-                print("\nstopping ...", flush=True)
-                break
-            if not ingest.alive():
-                raise LauncherError(f"ingest exited; see {ingest.log_path}")
+    started = time.monotonic()
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with ExitStack() as stack:
+            stack.callback(remove_record, state)
+            local = LocalStack(settings, stack)
             try:
-                line = progress_line(scrape(metrics_port), rates)
-            except OSError:
-                line = "ingest     starting ..."
-            sys.stdout.write(f"\r{line:<110}")
-            sys.stdout.flush()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+                local.start_kafka()
+                local.start_source()
+                local.start_models()
+                local.start_workers()
+                local.start_flink()
+                url = local.start_dashboard()
+            except KeyboardInterrupt:
+                signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+                print("\nstopping before every stage started ...", flush=True)
+            else:
+                signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+                local.record.ready = True
+                local.record.write(state)
+                local.say("dashboard", url)
+                print(
+                    f"all stages running after {time.monotonic() - started:.0f}s; logs in "
+                    f"{local.logs}; Ctrl-C or `streampulse down` stops everything",
+                    flush=True,
+                )
+                local.supervise()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.signal(signal.SIGTERM, previous_handler)
     print("stopped: every process started by `up` has exited", flush=True)

@@ -9,6 +9,9 @@
 Errors are answered as ``{"error": {"code", "message"}}``; they are translated from the serving
 exception tree in one middleware: bad input 400/404/413, overload 503 with Retry-After,
 inference failures 500.
+
+Each predict request is a ``predict <model>`` span, a child of the request's ``traceparent`` and
+linked to the contexts named in ``TRACE_LINKS_HEADER`` (the other posts a batch request carries).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from streampulse.serving import metrics
@@ -28,8 +33,10 @@ from streampulse.serving.errors import BadRequest, InferenceError, Overloaded, R
 from streampulse.serving.models import ServedModel, describe
 from streampulse.serving.tasks import Prediction
 from streampulse.settings import ServingSettings
+from streampulse.tracing import TRACE_LINKS_HEADER, context_from_headers, links_from_header
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 WARMUP_TEXTS = (
     "warming up the model server",
@@ -133,22 +140,38 @@ async def _predict(request: web.Request) -> web.Response:
             f"no model named {name!r}; GET /v1/models lists them", status=404, code="unknown_model"
         )
     model = request.app[_MODELS][name]
+    settings = request.app[_SETTINGS]
     status = 200
-    try:
-        texts = parse_inputs(await request.read(), request.app[_SETTINGS])
-        outputs = await batcher.submit(texts)
-    except RequestRejected as exc:
-        status = exc.status
-        raise
-    except InferenceError:
-        status = 500
-        raise
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.REQUESTS.labels(name, str(status)).inc()
-        metrics.REQUEST_LATENCY.labels(name).observe(time.perf_counter() - started)
+    with tracer.start_as_current_span(
+        f"predict {name}",
+        context=context_from_headers(request.headers),
+        kind=SpanKind.SERVER,
+        links=links_from_header(
+            request.headers.get(TRACE_LINKS_HEADER), settings.max_texts_per_request
+        ),
+        attributes={"streampulse.model": name, "streampulse.model.version": model.version},
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            texts = parse_inputs(await request.read(), settings)
+            span.set_attribute("streampulse.batch_size", len(texts))
+            outputs = await batcher.submit(texts)
+        except RequestRejected as exc:
+            status = exc.status
+            raise
+        except InferenceError as exc:
+            status = 500
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            log.warning("%s: inference failed: %s", name, exc)
+            raise
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            span.set_attribute("http.response.status_code", status)
+            metrics.REQUESTS.labels(name, str(status)).inc()
+            metrics.REQUEST_LATENCY.labels(name).observe(time.perf_counter() - started)
     return _json({"model": model.name, "version": model.version, "outputs": outputs})
 
 

@@ -1,0 +1,234 @@
+"""make bench-flink: 500,000 events through the Flink job into Paimon, at parallelism 1 and 2.
+
+Events: the replay's synthetic stream at the real rate profile (likes, posts, reposts, follows
+... as Jetstream sends them), normalized by the ingest code; every post also goes to the
+enriched topic with a toxicity score and entities, as the enrich worker writes it. The events
+are produced to Kafka first (2 partitions), then the job starts from the earliest offsets.
+
+- Throughput: events / (time from the job's first checkpoint-free start until every raw event
+  is counted in ``volume_per_minute`` and every enriched post is in ``enriched_posts``); a final
+  event an hour later closes every window.
+- Freshness: afterwards, posts produced at 20/s for a minute; each post's freshness is the time
+  from its produce acknowledgement until it is readable in ``enriched_posts`` (polled through
+  pypaimon every 0.25 s), with a 10 s checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+
+from streampulse.enrich.records import ENTITIES, TOXICITY, enriched_record
+from streampulse.errors import MalformedEvent
+from streampulse.ingest.normalizing import normalize
+from streampulse.kafka import ensure_topics, producer_config
+from streampulse.lakehouse.reading import Lakehouse
+from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
+from streampulse.replay.streams import build_stream
+from streampulse.settings import KafkaSettings, PaimonSettings, ReplaySettings, Settings
+from tests.harness.flink import FlinkJob, flink_environment
+
+EVENTS = int(os.environ.get("BENCH_FLINK_EVENTS", "500000"))
+FRESHNESS_RATE = 20.0
+FRESHNESS_S = float(os.environ.get("BENCH_FLINK_FRESHNESS_S", "60"))
+CHECKPOINT_MS = 10_000
+POST = "app.bsky.feed.post"
+ENTITY_POOL = ["Bluesky:ORG", "Paris:LOC", "Alice:PER", "NASA:ORG", "Tokyo:LOC", "Bob:PER"]
+
+
+def _enriched(event: dict[str, Any], n: int) -> bytes:
+    entity = ENTITY_POOL[n % len(ENTITY_POOL)].split(":")
+    predictions = {
+        TOXICITY: {"label": "toxic", "scores": {"toxic": (n % 100) / 100}},
+        ENTITIES: {"entities": [
+            {"text": entity[0], "label": entity[1], "start": 0, "end": 4, "score": 0.9}
+        ]},
+    }  # fmt: skip
+    return enriched_record(event, predictions, {TOXICITY: "1", ENTITIES: "1"}, event["time_us"])
+
+
+def build_events(data_dir: Path | None) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """(key, raw value) for EVENTS normalized events, and the enriched records of the posts."""
+    stream = build_stream(
+        ReplaySettings(data_dir=data_dir, stream="synthetic", synthetic_events=EVENTS)
+    )
+    raw: list[tuple[bytes, bytes]] = []
+    enriched: list[bytes] = []
+    for n, event in enumerate(stream.events):
+        try:
+            record = dict(normalize(event.raw, 1))
+        except MalformedEvent:
+            continue
+        raw.append((record["did"].encode(), orjson.dumps(record)))
+        if record["collection"] == POST and record["operation"] == "create" and record["text"]:
+            enriched.append(_enriched(record, n))
+    return raw, enriched
+
+
+def _produce(kafka: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = Producer(producer_config(kafka, client_id="bench-flink"))
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(120) == 0
+
+
+def _closing_event(last_time_us: int) -> bytes:
+    """A like an hour of event time later: its watermark closes every window before it."""
+    t = last_time_us + 3600 * 1_000_000
+    return orjson.dumps({
+        "schema_version": 1, "event_id": f"did:plc:bench/app.bsky.feed.like/close@{t}",
+        "did": "did:plc:bench", "time_us": t, "kind": "commit", "operation": "create",
+        "collection": "app.bsky.feed.like", "rkey": "close", "rev": "1", "cid": "c",
+        "ingested_at_us": t, "subject_uri": "at://did:plc:bench/app.bsky.feed.post/x",
+    })  # fmt: skip
+
+
+def run_throughput(
+    settings: Settings, kafka: KafkaSettings, parallelism: int, work: Path, expected: tuple[int, int]
+) -> tuple[float, FlinkJob, Lakehouse]:
+    """Start the job over the backlog; seconds until every event is counted."""
+    warehouse = work / f"warehouse-p{parallelism}"
+    lakehouse = Lakehouse.open(PaimonSettings(warehouse=str(warehouse)), warehouse)
+    job = FlinkJob(
+        flink_environment(settings.cache_dir),
+        {
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "raw_topic": kafka.raw_topic,
+            "enriched_topic": kafka.enriched_topic,
+            "group_id": f"bench-{uuid.uuid4().hex[:6]}",
+            "warehouse": warehouse,
+            "checkpoint_interval_ms": CHECKPOINT_MS,
+            "checkpoint_dir": (work / f"checkpoints-p{parallelism}").as_uri(),
+            "parallelism": parallelism,
+        },
+        work / f"job-p{parallelism}.log",
+        {"JVM_ARGS": "-Xmx2g"},
+    )
+    job.wait_started(timeout_s=300)
+    started = time.monotonic()
+    raw_events, posts = expected
+    deadline = started + 1800
+    while time.monotonic() < deadline:
+        tables = lakehouse.tables()
+        if "volume_per_minute" in tables and "enriched_posts" in tables:
+            counted = lakehouse.query(
+                "SELECT (SELECT COALESCE(SUM(events), 0) FROM volume_per_minute) AS events, "
+                "(SELECT COUNT(*) FROM enriched_posts) AS posts"
+            ).table.to_pylist()[0]
+            if counted["events"] >= raw_events and counted["posts"] >= posts:
+                return time.monotonic() - started, job, lakehouse
+        time.sleep(1.0)
+    job.stop()
+    raise AssertionError(f"p{parallelism}: not every event counted within 30 minutes")
+
+
+def run_freshness(kafka: KafkaSettings, lakehouse: Lakehouse, last_time_us: int) -> list[float]:
+    """Seconds from produce acknowledgement to visible in enriched_posts, per probe post."""
+    producer = Producer(producer_config(kafka, client_id="bench-flink-fresh"))
+    acked: dict[str, float] = {}
+    visible: dict[str, float] = {}
+
+    def on_ack(err: Any, msg: Any) -> None:
+        if err is None:
+            acked[orjson.loads(msg.value())["event_id"]] = time.monotonic()
+
+    count = int(FRESHNESS_RATE * FRESHNESS_S)
+    start = time.monotonic()
+    seen_snapshot: int | None = None
+    n = 0
+    while len(visible) < count and time.monotonic() - start < FRESHNESS_S + 120:
+        while n < count and time.monotonic() - start >= n / FRESHNESS_RATE:
+            t = last_time_us + 3600 * 1_000_000 + int((time.monotonic() - start) * 1e6)
+            event = {
+                "schema_version": 1, "event_id": f"did:plc:fresh/{POST}/p{n}@1",
+                "did": "did:plc:fresh", "time_us": t, "kind": "commit", "operation": "create",
+                "collection": POST, "rkey": f"p{n}", "rev": "1", "cid": "c",
+                "ingested_at_us": t, "text": f"fresh {n}", "langs": ["en"],
+            }  # fmt: skip
+            producer.produce(kafka.enriched_topic, _enriched(event, n), b"fresh", on_delivery=on_ack)
+            n += 1
+        producer.poll(0)
+        snapshot = lakehouse.snapshot_id("enriched_posts")
+        if snapshot != seen_snapshot:
+            seen_snapshot = snapshot
+            now = time.monotonic()
+            ids = lakehouse.read("enriched_posts", ["event_id"]).column("event_id").to_pylist()
+            for event_id in ids:
+                if event_id.startswith("did:plc:fresh/") and event_id not in visible:
+                    visible[event_id] = now
+        time.sleep(0.25)
+    producer.flush(30)
+    return [visible[e] - acked[e] for e in visible if e in acked]
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    settings = Settings()
+    print(f"building {EVENTS:,} events ...", flush=True)
+    raw, posts = build_events(settings.replay.data_dir)
+    last_time_us = max(orjson.loads(v)["time_us"] for _k, v in raw[-1000:])
+    results: dict[int, float] = {}
+    fresh: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-flink-") as tmp:
+        work = Path(tmp)
+        libs = ensure_kafka(settings.cache_dir, settings.local.kafka_version)
+        with KafkaBroker(libs=libs, data_dir=work / "kafka", heap_mb=1024) as broker:
+            kafka = KafkaSettings(
+                bootstrap_servers=broker.bootstrap_servers, partitions=2,
+                raw_topic="bench.raw", enriched_topic="bench.enriched",
+            )  # fmt: skip
+            ensure_topics(kafka, [kafka.raw_topic, kafka.enriched_topic])
+            t0 = time.monotonic()
+            closing = (b"close", _closing_event(last_time_us))
+            _produce(kafka, kafka.raw_topic, [*raw, closing])
+            _produce(kafka, kafka.enriched_topic, [(b"k", v) for v in posts])
+            print(f"produced {len(raw):,} raw + {len(posts):,} enriched in "
+                  f"{time.monotonic() - t0:.1f}s", flush=True)  # fmt: skip
+            unique_raw = len({orjson.loads(v)["event_id"] for _k, v in raw})  # duplicates: once
+            expected = (unique_raw, len(posts))
+            for parallelism in (1, 2):
+                seconds, job, lakehouse = run_throughput(
+                    settings, kafka, parallelism, work, expected
+                )
+                results[parallelism] = (len(raw) + len(posts)) / seconds
+                print(f"p{parallelism}: every event counted after {seconds:.1f}s", flush=True)
+                try:
+                    if parallelism == 1:
+                        fresh = run_freshness(kafka, lakehouse, last_time_us)
+                finally:
+                    job.stop()
+    p50, p95 = statistics.median(fresh), _pct(fresh, 0.95)
+    print()
+    print(f"{'figure':<34}{'value':>12}")
+    print(f"{'events in (raw + enriched)':<34}{len(raw) + len(posts):>12,}")
+    print(f"{'events/s, parallelism 1':<34}{results[1]:>12,.0f}")
+    print(f"{'events/s, parallelism 2':<34}{results[2]:>12,.0f}")
+    print(f"{'freshness p50 (s), 10 s ckpt':<34}{p50:>12.1f}")
+    print(f"{'freshness p95 (s), 10 s ckpt':<34}{p95:>12.1f}")
+    print(f"{'probe posts seen':<34}{len(fresh):>12}")
+    print(orjson.dumps({
+        "bench": "flink", "events_per_s_p1": round(results[1], 1),
+        "events_per_s_p2": round(results[2], 1), "freshness_p50_s": round(p50, 2),
+        "freshness_p95_s": round(p95, 2),
+    }).decode())  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

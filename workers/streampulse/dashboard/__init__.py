@@ -1,0 +1,1 @@
+"""``streampulse dashboard``: the Paimon tables and the pipeline's metrics in a local web page."""

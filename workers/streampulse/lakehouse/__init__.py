@@ -1,0 +1,1 @@
+"""Reading the Paimon lakehouse from Python: tables as Arrow, SQL through DuckDB."""
