@@ -74,12 +74,19 @@ fmt: venv ## Format and auto-fix
 test-unit: venv ## Unit tests (no network)
 	$(PYTEST) tests/unit -m unit
 
+.PHONY: browser
+browser: ## Install Chromium (Debian's package) for the dashboard's browser tests, if missing
+	@if [ ! -x /usr/bin/chromium ]; then \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; \
+	fi
+
 .PHONY: test-integration
-test-integration: venv kafka kube flink-env ## Integration tests against real local services
+test-integration: venv kafka kube flink-env browser ## Integration tests against real local services
 	$(PYTEST) tests/integration -m integration
 
 .PHONY: test-e2e
-test-e2e: venv kafka kube ## End-to-end tests
+test-e2e: venv kafka kube browser ## End-to-end tests
 	$(PYTEST) tests/e2e -m e2e
 
 .PHONY: test

@@ -97,7 +97,11 @@ def _closing_event(last_time_us: int) -> bytes:
 
 
 def run_throughput(
-    settings: Settings, kafka: KafkaSettings, parallelism: int, work: Path, expected: tuple[int, int]
+    settings: Settings,
+    kafka: KafkaSettings,
+    parallelism: int,
+    work: Path,
+    expected: tuple[int, int],
 ) -> tuple[float, FlinkJob, Lakehouse]:
     """Start the job over the backlog; seconds until every event is counted."""
     warehouse = work / f"warehouse-p{parallelism}"
@@ -158,7 +162,9 @@ def run_freshness(kafka: KafkaSettings, lakehouse: Lakehouse, last_time_us: int)
                 "collection": POST, "rkey": f"p{n}", "rev": "1", "cid": "c",
                 "ingested_at_us": t, "text": f"fresh {n}", "langs": ["en"],
             }  # fmt: skip
-            producer.produce(kafka.enriched_topic, _enriched(event, n), b"fresh", on_delivery=on_ack)
+            producer.produce(
+                kafka.enriched_topic, _enriched(event, n), b"fresh", on_delivery=on_ack
+            )
             n += 1
         producer.poll(0)
         snapshot = lakehouse.snapshot_id("enriched_posts")

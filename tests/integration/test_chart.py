@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,53 @@ def test_values_schema_rejects_bad_values() -> None:
     )
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
+
+
+DASHBOARDS = CHART / "dashboards"
+
+
+def _dashboard_config_maps(*sets: str) -> dict[str, dict[str, Any]]:
+    return {
+        doc["metadata"]["name"]: doc
+        for doc in _rendered(*sets)
+        if doc["kind"] == "ConfigMap" and "grafana_dashboard" in doc["metadata"]["labels"]
+    }
+
+
+def test_every_dashboard_renders_as_a_labelled_config_map() -> None:
+    maps = _dashboard_config_maps()
+    files = sorted(DASHBOARDS.glob("*.json"))
+    assert len(files) == 7
+    assert sorted(maps) == [f"streampulse-dashboard-{f.stem}" for f in files]
+    for path in files:
+        config_map = maps[f"streampulse-dashboard-{path.stem}"]
+        meta = config_map["metadata"]
+        assert meta["namespace"] == "streampulse-system"
+        assert meta["labels"]["grafana_dashboard"] == "1"
+        assert meta["annotations"] == {"grafana_folder": "StreamPulse"}
+        assert config_map["data"].keys() == {path.name}
+        assert json.loads(config_map["data"][path.name]) == json.loads(path.read_text())
+
+
+def test_dashboards_follow_their_values() -> None:
+    assert _dashboard_config_maps("grafana.dashboards.enabled=false") == {}
+    maps = _dashboard_config_maps(
+        "grafana.dashboards.namespace=monitoring", "grafana.dashboards.folder="
+    )
+    assert len(maps) == 7
+    for config_map in maps.values():
+        assert config_map["metadata"]["namespace"] == "monitoring"
+        assert "annotations" not in config_map["metadata"]
+
+
+def test_values_schema_rejects_unknown_dashboard_settings() -> None:
+    helm = ensure_binaries().helm
+    for value in ("grafana.dashboards.enabled=maybe", "grafana.dashboards.colour=blue"):
+        result = subprocess.run(
+            [str(helm), "template", "x", str(CHART), "--set", value],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode != 0, value
+        assert "values don't meet the specifications of the schema" in result.stderr, value

@@ -77,7 +77,9 @@ def test_rates_sum_targets_and_treat_a_drop_as_a_restart() -> None:
     )
     total = rates([a], "streampulse_ingest_events_total")
     assert total == pytest.approx({"": 70 / 5})
-    liked = rates([a], "streampulse_ingest_events_total", where={"collection": "app.bsky.feed.like"})
+    liked = rates(
+        [a], "streampulse_ingest_events_total", where={"collection": "app.bsky.feed.like"}
+    )
     assert liked == pytest.approx({"": 4.0})
 
 
@@ -165,9 +167,7 @@ def test_monitor_turns_two_polls_into_rates_and_reports_down_targets() -> None:
 
     second = monitor.update(
         [
-            Scrape(
-                "ingest", "u", 104.0, ingest_samples(300, 70, lag=2.25, b=(1, 11, 11), dead=6)
-            ),
+            Scrape("ingest", "u", 104.0, ingest_samples(300, 70, lag=2.25, b=(1, 11, 11), dead=6)),
             down,
         ],
         checkpoint={"source": "paimon", "age_s": 3.0},

@@ -16,7 +16,6 @@ import importlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from prometheus_client import REGISTRY
 
 from tests.harness.flink import load_flink_module
 from tests.unit.external_metrics import COUNTER, EXTERNAL_METRICS, GAUGE, HISTOGRAM
+from tests.unit.promql_parsing import FUNCTIONS, called_functions, metric_uses, template_expr
 
 pytestmark = pytest.mark.unit
 
@@ -36,179 +36,6 @@ CONCERNS = ("content-intelligence", "ingestion", "ml", "kafka", "flink", "storag
 CATALOG_SCHEMA = "paimon.streampulse"
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 RATE_FUNCTIONS = {"rate", "irate", "increase"}
-# aggregation operators, functions and the @ modifier's start() and end()
-PROMQL_FUNCTIONS = frozenset(
-    (
-        "sum",
-        "min",
-        "max",
-        "avg",
-        "group",
-        "stddev",
-        "stdvar",
-        "count",
-        "count_values",
-        "bottomk",
-        "topk",
-        "quantile",
-        "limitk",
-        "limit_ratio",
-        "abs",
-        "absent",
-        "absent_over_time",
-        "ceil",
-        "changes",
-        "clamp",
-        "clamp_max",
-        "clamp_min",
-        "day_of_month",
-        "day_of_week",
-        "day_of_year",
-        "days_in_month",
-        "delta",
-        "deriv",
-        "exp",
-        "floor",
-        "histogram_avg",
-        "histogram_count",
-        "histogram_fraction",
-        "histogram_quantile",
-        "histogram_stddev",
-        "histogram_stdvar",
-        "histogram_sum",
-        "double_exponential_smoothing",
-        "holt_winters",
-        "hour",
-        "idelta",
-        "increase",
-        "irate",
-        "label_join",
-        "label_replace",
-        "ln",
-        "log2",
-        "log10",
-        "minute",
-        "month",
-        "predict_linear",
-        "rate",
-        "resets",
-        "round",
-        "scalar",
-        "sgn",
-        "sort",
-        "sort_desc",
-        "sort_by_label",
-        "sort_by_label_desc",
-        "sqrt",
-        "time",
-        "timestamp",
-        "vector",
-        "year",
-        "avg_over_time",
-        "min_over_time",
-        "max_over_time",
-        "sum_over_time",
-        "count_over_time",
-        "quantile_over_time",
-        "stddev_over_time",
-        "stdvar_over_time",
-        "last_over_time",
-        "present_over_time",
-        "mad_over_time",
-        "acos",
-        "acosh",
-        "asin",
-        "asinh",
-        "atan",
-        "atanh",
-        "cos",
-        "cosh",
-        "sin",
-        "sinh",
-        "tan",
-        "tanh",
-        "deg",
-        "rad",
-        "pi",
-        "start",
-        "end",
-    )
-)
-PROMQL_KEYWORDS = frozenset(
-    (
-        "and",
-        "or",
-        "unless",
-        "bool",
-        "offset",
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-        "atan2",
-        "inf",
-        "nan",
-    )
-)
-
-_STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')
-_MATCHERS = re.compile(r"\{[^{}]*\}")
-_RANGE = re.compile(r"\[[^\[\]]*\]")
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
-_VARIABLE = re.compile(r"\$__\w+|\$\{[^}]*\}|\$\w+")
-_TOKEN = re.compile(r"(?<![\w.:])([A-Za-z_:][\w:]*)(\s*\()?|(\()|(\))")
-_TEMPLATE_FUNCTION = re.compile(r"^\s*(label_values|query_result|label_names|metrics)\((.*)\)\s*$")
-
-
-@dataclass(frozen=True)
-class Use:
-    """One metric named in a query, and the functions around it (innermost last)."""
-
-    name: str
-    calls: tuple[str, ...]
-
-
-def metric_uses(expr: str) -> list[Use]:
-    """The metric names in a PromQL expression: not functions, keywords, label names, label
-    values, durations, numbers or Grafana variables."""
-    text = _VARIABLE.sub(" ", _STRING.sub('""', expr))
-    text = _RANGE.sub(" ", _MATCHERS.sub(" ", text))
-    text = _GROUPING.sub(" ", text)
-    uses: list[Use] = []
-    stack: list[str] = []
-    for match in _TOKEN.finditer(text):
-        word, call, opening, closing = match.groups()
-        if opening:
-            stack.append("")
-        elif closing:
-            if stack:
-                stack.pop()
-        elif call:
-            stack.append(word)
-        elif word not in PROMQL_KEYWORDS:
-            uses.append(Use(word, tuple(f for f in stack if f)))
-    return uses
-
-
-def called_functions(expr: str) -> set[str]:
-    text = _GROUPING.sub(" ", _RANGE.sub(" ", _MATCHERS.sub(" ", _STRING.sub('""', expr))))
-    return {m.group(1) for m in _TOKEN.finditer(text) if m.group(2)}
-
-
-def template_expr(query: str) -> str:
-    """The PromQL inside a Grafana Prometheus variable query (``label_values(m{...}, label)``,
-    ``query_result(expr)``), without the label argument."""
-    match = _TEMPLATE_FUNCTION.match(query)
-    if not match:
-        return query
-    function, inner = match.groups()
-    if function == "label_values":
-        blanked = _STRING.sub(lambda m: "_" * len(m.group()), inner)  # commas in label values
-        series, _, _label = blanked.rpartition(",")
-        return inner[: len(series)] if series else ""
-    return inner if function == "query_result" else ""
 
 
 @cache
@@ -246,7 +73,7 @@ def metric_kind(name: str, known: dict[str, str]) -> str | None:
 def promql_problems(expr: str, known: dict[str, str], *, series_only: bool = False) -> list[str]:
     """What is wrong with a PromQL expression. ``series_only``: a variable's series selector,
     which lists label values and is never plotted, so the rate() rules do not apply."""
-    problems = [f"unknown function {f}()" for f in called_functions(expr) - PROMQL_FUNCTIONS]
+    problems = [f"unknown function {f}()" for f in called_functions(expr) - FUNCTIONS]
     for use in metric_uses(expr):
         kind = metric_kind(use.name, known)
         if kind is None:

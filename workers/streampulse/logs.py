@@ -68,3 +68,5 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [log_handler(fmt)]
     root.setLevel(level)
+    # httpx logs every request at INFO: thousands a second in enrich. Metrics count them.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -167,6 +167,12 @@ class LocalSettings(_Group):
         ge=1000,
         description="Flink checkpoint interval: Paimon commits at each, so it bounds freshness.",
     )
+    flink_start_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="How long the job may take to start: planning and compiling its SQL takes "
+        "about a minute on two free cores, several on a busy machine.",
+    )
     status_every_s: float = Field(
         10.0, gt=0, description="Status lines of `up` when not on a terminal (on one: 2 s)."
     )

@@ -1,7 +1,7 @@
 """The dashboard's web server (aiohttp).
 
     GET /                 the page (static HTML, CSS and JS from this package; no CDN)
-    GET /static/<file>    dashboard.css, dashboard.js
+    GET /static/<file>    dashboard.css and the page's ES modules (dashboard.js, ...)
     GET /api/content      'Content intelligence': sections read from the Paimon tables
     GET /api/pipeline     'Pipeline': rates, latencies, lag and checkpoint age from the processes
     GET /healthz          the process is up
@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 STATIC_FILES = {
     "index.html": "text/html",
     "dashboard.css": "text/css",
-    "dashboard.js": "text/javascript",
+    "dashboard.js": "text/javascript",  # ES modules: the refresh loop,
+    "dom.js": "text/javascript",  # building the DOM and formatting numbers,
+    "content.js": "text/javascript",  # the content panels,
+    "pipeline.js": "text/javascript",  # the pipeline panels
 }
 # The page only talks to this server; data never becomes markup (the script uses textContent).
 SECURITY_HEADERS = {

@@ -222,7 +222,9 @@ class KafkaBroker:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        # librdkafka would log every refused connection while the JVM starts; only our own
+        # timeout below is worth reading.
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 2})
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 tail = self.log_path.read_text(errors="replace")[-3000:]

@@ -39,7 +39,7 @@ class Child:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        log.info("started %s (pid %d), log %s", self.name, self.process.pid, self.log_path)
+        log.debug("started %s (pid %d), log %s", self.name, self.process.pid, self.log_path)
         return self
 
     @property

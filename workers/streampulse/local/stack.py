@@ -45,9 +45,9 @@ async def _first_reachable(endpoints: tuple[str, ...]) -> str | None:
             async with connect(endpoint, open_timeout=_PROBE_TIMEOUT_S, compression=None):
                 return endpoint
         except (OSError, TimeoutError, ValueError) as exc:
-            log.info("Jetstream %s unreachable: %s", endpoint, exc)
+            log.debug("Jetstream %s unreachable: %s", endpoint, exc)
         except Exception as exc:
-            log.info("Jetstream %s refused: %s", endpoint, exc)
+            log.debug("Jetstream %s refused: %s", endpoint, exc)
     return None
 
 
@@ -89,9 +89,9 @@ class LocalStack:
         self.record = RunRecord(pid=os.getpid(), started_at=time.time())
         self.children: list[Child] = []
         self.board = StatusBoard()
+        self.flink: Child | None = None
         self.env: dict[str, str] = {
             "STREAMPULSE_PAIMON__WAREHOUSE": str(self.warehouse),
-            "STREAMPULSE_TELEMETRY__TRACES_FILE": str(self.state / "traces.jsonl"),
         }
 
     @property
@@ -101,20 +101,34 @@ class LocalStack:
     def say(self, stage: str, text: str) -> None:
         print(f"{stage:<10} {text}", flush=True)
 
-    def child(self, name: str, args: list[str], env: dict[str, str], **more: object) -> Child:
-        metrics_port = free_port()
-        child = Child(
-            name,
-            args,
-            {**self.env, **env, "STREAMPULSE_METRICS_PORT": str(metrics_port)},
-            self.logs / f"{name}.log",
-            **more,  # type: ignore[arg-type]
-        )
+    def child(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        *,
+        program: list[str] | None = None,
+        metrics_url: str | None = None,
+    ) -> Child:
+        """Start a stage. Its metrics are at ``metrics_url`` when it serves them on a port of
+        its own (the model server, on its API port); otherwise on a free port given to it, or
+        nowhere for a program that is not a ``streampulse`` command (the Flink job)."""
+        # each stage writes its spans to a file of its own: appends of several processes to
+        # one file could interleave
+        traces = self.state / "traces" / f"{name}.jsonl"
+        env = {**self.env, "STREAMPULSE_TELEMETRY__TRACES_FILE": str(traces), **env}
+        if metrics_url is None and program is None:
+            metrics_port = free_port()
+            env["STREAMPULSE_METRICS_PORT"] = str(metrics_port)
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        child = Child(name, args, env, self.logs / f"{name}.log")
+        if program is not None:
+            child.program = program
         self.stack.enter_context(_started(child))
         self.children.append(child)
-        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        self.record.add(Stage(name, child.pid, metrics_url=metrics_url), self.state)
-        self.board.watch(name, metrics_url)
+        self.record.add(Stage(name, child.pid, metrics_url=metrics_url or ""), self.state)
+        if metrics_url:
+            self.board.watch(name, metrics_url)
         return child
 
     def start_kafka(self) -> None:
@@ -154,8 +168,10 @@ class LocalStack:
 
     def start_models(self) -> None:
         port = free_port()
-        models = self.child("models", ["serve-models", "--port", str(port)], {})
         url = f"http://127.0.0.1:{port}"
+        models = self.child(
+            "models", ["serve-models", "--port", str(port)], {}, metrics_url=f"{url}/metrics"
+        )
         wait_http_ok(f"{url}/readyz", models, timeout_s=300)
         self.env["STREAMPULSE_ENRICH__GATEWAY_URL"] = url
         self.record.stages["models"].url = url
@@ -169,6 +185,8 @@ class LocalStack:
         self.say("enrich", f"started (pid {enrich.pid})")
 
     def start_flink(self) -> None:
+        """Launch the job early: planning and compiling its SQL is the slowest start of all,
+        and it overlaps with the other stages' (``wait_flink`` collects it)."""
         local = self.settings.local
         env = ensure_flink_environment(flink_project_dir(local.flink_dir), self.settings.cache_dir)
         rest_port = free_port()
@@ -188,13 +206,19 @@ class LocalStack:
             self.say("flink", f"restoring the job's state from {restore}")
         argv = job_argv(env, options)
         flink_env = {"JVM_ARGS": f"-Xmx{local.flink_heap_mb}m", "PYTHONUNBUFFERED": "1"}
-        job = self.child("flink", argv[1:], flink_env, program=argv[:1])
-        job.wait_for_output("job started", timeout_s=300)
+        self.flink = self.child("flink", argv[1:], flink_env, program=argv[:1])
         rest_url = f"http://127.0.0.1:{rest_port}"
         self.record.stages["flink"].url = rest_url
-        self.board.flink_rest_url = rest_url
         self.env["STREAMPULSE_DASHBOARD__FLINK_REST_URL"] = rest_url
-        self.say("flink", f"job running, REST at {rest_url}, Paimon at {self.warehouse}")
+        self.say("flink", f"planning the job (pid {self.flink.pid}); REST will be at {rest_url}")
+
+    def wait_flink(self) -> None:
+        assert self.flink is not None
+        self.flink.wait_for_output(
+            "job started", timeout_s=self.settings.local.flink_start_timeout_s
+        )
+        self.board.flink_rest_url = self.record.stages["flink"].url
+        self.say("flink", f"job running, writing Paimon tables to {self.warehouse}")
 
     def start_dashboard(self) -> str:
         targets = {s.name: s.metrics_url for s in self.record.stages.values() if s.metrics_url}
@@ -252,11 +276,12 @@ def run_stack(settings: Settings) -> None:
             local = LocalStack(settings, stack)
             try:
                 local.start_kafka()
+                local.start_flink()
                 local.start_source()
                 local.start_models()
                 local.start_workers()
-                local.start_flink()
                 url = local.start_dashboard()
+                local.wait_flink()
             except KeyboardInterrupt:
                 signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
                 print("\nstopping before every stage started ...", flush=True)
