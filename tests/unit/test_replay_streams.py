@@ -397,3 +397,26 @@ def test_ws_frame_header_lengths(size: int, header: int) -> None:
     assert len(frame) == size + header
     assert frame[0] == 0x81
     assert ws_frame(b"", text=False)[0] == 0x82
+
+
+def test_a_rebased_stream_starts_now_with_the_gaps_between_captures_closed(
+    replay_settings: ReplaySettings,
+) -> None:
+    now_us = 1_795_720_000_000_000
+    settings = replay_settings.model_copy(
+        update={"stream": "mixed", "synthetic_events": 500, "rebase_to_now": True}
+    )
+    stream = build_stream(settings, now_us)
+    times = stream.times
+    assert now_us - 1_100_000 < times[0] <= now_us  # the first event, within a quantum of now
+    assert times == sorted(times)
+    recorded = times[:166]
+    # the captures span 2024-09 .. 2026-07; rebased, their gaps are a second or so each
+    assert recorded[-1] - recorded[0] < 10_000_000
+    assert max(b - a for a, b in itertools.pairwise(recorded)) < 2_200_000
+    for event in stream.events[:166]:
+        record = orjson.loads(event.raw)
+        assert record["time_us"] == event.time_us
+        rev = record.get("commit", {}).get("rev")
+        if rev is not None and is_tid(rev):  # TIDs move with the time, as in a loop cycle
+            assert abs(decode_tid(rev)[0] - event.time_us) < 600_000_000

@@ -134,6 +134,11 @@ class ReplaySettings(_Group):
     )
     seed: int = Field(7, description="Seed of the synthetic generator: same seed, same stream.")
     loop: bool = Field(False, description="Start the stream again (with new times) at its end.")
+    rebase_to_now: bool = Field(
+        False,
+        description="Move the stream's times to start now, gaps between captures closed: "
+        "event time then follows the wall clock, as live Jetstream's does (the local stack).",
+    )
     drop_after: int = Field(
         0, ge=0, description="Fault: close each connection after this many events (0: never)."
     )

@@ -155,7 +155,11 @@ class LocalStack:
             self.say("jetstream", f"LIVE from {live}")
             return
         port = free_port()
-        env = {"STREAMPULSE_REPLAY__PORT": str(port), "STREAMPULSE_REPLAY__LOOP": "true"}
+        env = {
+            "STREAMPULSE_REPLAY__PORT": str(port),
+            "STREAMPULSE_REPLAY__LOOP": "true",
+            "STREAMPULSE_REPLAY__REBASE_TO_NOW": "true",
+        }
         replay = self.child("replay", ["replay"], env)
         replay.wait_for_output("listening on", timeout_s=60)
         endpoint = f"ws://127.0.0.1:{port}/subscribe"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -197,11 +198,43 @@ def synthetic_events(settings: ReplaySettings, start_us: int | None) -> list[Str
     return [e for e in map(StreamEvent.parse, lines) if e is not None]
 
 
-def build_stream(settings: ReplaySettings) -> Stream:
-    """The stream of ``settings.stream``: recorded, synthetic, or mixed (recorded first)."""
+def rebased(events: list[StreamEvent], start_us: int) -> list[StreamEvent]:
+    """The events moved to begin at about ``start_us``, with the gaps between captures closed.
+
+    Runs of events less than a quantum (about a second) apart keep their spacing; each later run
+    starts about a quantum after the previous one ends. Shifts are whole quanta, so TIDs (revs,
+    record keys) move with their event's time exactly as in a loop cycle.
+    """
+    out: list[StreamEvent] = []
+    prefixes = _Prefixes()
+    shift = 0
+    previous: StreamEvent | None = None
+    for event in events:
+        if previous is None:
+            shift = (start_us - event.time_us) // PERIOD_QUANTUM_US * PERIOD_QUANTUM_US
+        elif event.time_us - previous.time_us > PERIOD_QUANTUM_US:
+            target = out[-1].time_us + PERIOD_QUANTUM_US - event.time_us
+            shift = -(-target // PERIOD_QUANTUM_US) * PERIOD_QUANTUM_US
+        raw = _Template.of(event.raw).render((shift, 0, shift >> 20), prefixes)
+        out.append(StreamEvent(raw, event.time_us + shift, event.did, event.kind, event.collection))
+        previous = event
+    return out
+
+
+def build_stream(settings: ReplaySettings, now_us: int | None = None) -> Stream:
+    """The stream of ``settings.stream``: recorded, synthetic, or mixed (recorded first).
+
+    With ``settings.rebase_to_now`` the stream starts at ``now_us`` (default: the wall clock)
+    instead of the captures' own times, so a replay reads as live.
+    """
+    start_us = None
+    if settings.rebase_to_now:
+        start_us = int(time.time() * 1_000_000) if now_us is None else now_us
     if settings.stream == "synthetic":
-        return Stream(tuple(synthetic_events(settings, None)))
+        return Stream(tuple(synthetic_events(settings, start_us)))
     recorded = recorded_events(settings)
+    if start_us is not None:
+        recorded = rebased(recorded, start_us)
     if settings.stream == "recorded" or not recorded:
         return Stream(tuple(recorded))
     next_second = (recorded[-1].time_us // 1_000_000 + 1) * 1_000_000
