@@ -81,16 +81,24 @@ browser: ## Install Chromium (Debian's package) for the dashboard's browser test
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; \
 	fi
 
+.PHONY: s3
+s3: venv ## Build versitygw (an S3-compatible server for the tests) from the Go module proxy into the cache
+	$(BIN)/python -m tests.harness.s3 > /dev/null
+
+.PHONY: deps
+deps: venv ## Fetch and build every engine the tests use, in parallel (each is cached once built)
+	$(MAKE) --no-print-directory -j5 --output-sync=target kafka kube flink-env s3 browser
+
 .PHONY: test-integration
-test-integration: venv kafka kube flink-env browser ## Integration tests against real local services
+test-integration: venv kafka kube flink-env s3 browser ## Integration tests against real local services
 	$(PYTEST) tests/integration -m integration
 
 .PHONY: test-e2e
-test-e2e: venv kafka kube browser ## End-to-end tests
+test-e2e: venv kafka kube flink-env browser ## End-to-end tests
 	$(PYTEST) tests/e2e -m e2e
 
 .PHONY: test
-test: lint ## Lint, then every test tier (what CI runs)
+test: lint deps ## Lint, then every test tier (what CI runs)
 	$(MAKE) --no-print-directory test-unit test-integration test-e2e
 
 .PHONY: bench

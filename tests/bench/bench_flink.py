@@ -192,7 +192,8 @@ def main() -> None:
     last_time_us = max(orjson.loads(v)["time_us"] for _k, v in raw[-1000:])
     results: dict[int, float] = {}
     fresh: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="bench-flink-") as tmp:
+    # the jobs' last checkpoint files may still be settling when the directory goes
+    with tempfile.TemporaryDirectory(prefix="bench-flink-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         libs = ensure_kafka(settings.cache_dir, settings.local.kafka_version)
         with KafkaBroker(libs=libs, data_dir=work / "kafka", heap_mb=1024) as broker:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,12 +14,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from streampulse.enrich.scoring import request_trace_context
 from streampulse.settings import Settings, TelemetrySettings
 from streampulse.tracing import (
     JsonLinesSpanExporter,
+    RootSpans,
     build_tracer_provider,
     context_from_traceparent,
     exports_spans,
@@ -193,6 +196,46 @@ def test_an_otlp_endpoint_receives_the_spans_over_http() -> None:
     assert content_type == "application/x-protobuf"
     assert b"predict toxicity" in body
     assert b"streampulse-model-server" in body
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
+def test_root_spans_decide_by_trace_id_and_record_only_sampled_traces(
+    tmp_path: Path, ratio: float
+) -> None:
+    path = tmp_path / "t.jsonl"
+    settings = TelemetrySettings(traces_file=path, trace_sample_ratio=ratio)
+    provider = build_tracer_provider(settings, "streampulse-ingest")
+    assert provider is not None
+    roots = RootSpans(provider, ratio, "test")
+    bound = TraceIdRatioBased.get_bound_for_rate(ratio)
+    # a later stage with a different ratio of its own follows the decision carried downstream
+    downstream = TracerProvider(sampler=ParentBased(TraceIdRatioBased(1.0 - ratio))).get_tracer("d")
+    recorded: set[str] = set()
+    for n in range(400):
+        span, traceparent = roots.start("ingest post", SpanKind.PRODUCER, {"n": n}, time.time_ns())
+        context = span_context_of(traceparent)
+        assert context is not None, traceparent
+        sampled = context.trace_id & 0xFFFF_FFFF_FFFF_FFFF < bound  # TraceIdRatioBased's rule
+        assert is_sampled(traceparent) is sampled
+        assert (span is not None) is sampled
+        child = downstream.start_span("enrich post", context=context_from_traceparent(traceparent))
+        assert child.is_recording() is sampled
+        if span is not None:
+            assert span.is_recording(), "the provider's sampler agrees"
+            assert traceparent_of(span) == traceparent
+            span.end()
+            recorded.add(traceparent.split("-")[1])
+    provider.shutdown()
+    lines = _lines(path) if path.exists() else []
+    assert {line["trace_id"] for line in lines} == recorded
+    assert all(line["parent_span_id"] is None for line in lines)
+    assert len(recorded) == {0.0: 0, 1.0: 400}.get(ratio, len(recorded))
+    assert ratio in (0.0, 1.0) or 60 < len(recorded) < 180
+
+
+def test_root_spans_need_a_provider_from_settings() -> None:
+    with pytest.raises(TypeError, match="build_tracer_provider"):
+        RootSpans(TracerProvider(), 1.0, "test")
 
 
 def test_traceparent_round_trip_makes_a_child_in_the_same_trace() -> None:

@@ -29,6 +29,7 @@ from streampulse.tracing import (
     SERVICE_ENRICH,
     SERVICE_INGEST,
     SERVICE_MODEL_SERVER,
+    RootSpans,
     tracing_for,
 )
 
@@ -137,8 +138,13 @@ def ingest(
     )
     settings = settings.model_copy(update={"jetstream": jetstream, "ingest": ingest_settings})
     serve_metrics(settings.metrics_port)
-    with tracing_for(settings.telemetry, SERVICE_INGEST):
-        worker = IngestWorker(settings, _read_dictionary(settings))
+    with tracing_for(settings.telemetry, SERVICE_INGEST) as provider:
+        post_traces = (
+            RootSpans(provider, settings.telemetry.trace_sample_ratio, "streampulse.ingest")
+            if provider
+            else None
+        )
+        worker = IngestWorker(settings, _read_dictionary(settings), post_traces)
         summary = uvloop.run(worker.run())
     typer.echo(f"ingest-summary {summary.to_json()}")
 

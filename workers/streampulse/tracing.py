@@ -9,7 +9,8 @@ server links its span to them.
 
 Spans go to an OTLP/HTTP collector, to a JSON-lines file (``JsonLinesSpanExporter``: what local
 runs and tests read), or both. With neither configured no provider is installed: the API stays a
-no-op, and ``exports_spans`` tells hot paths to skip tracing altogether.
+no-op, and hot paths skip tracing altogether. ``RootSpans`` starts the root span of each post's
+trace at ingest, where an unrecorded trace must cost next to nothing.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Link, Span, SpanContext
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
 
 from streampulse import __version__
 from streampulse.settings import TelemetrySettings
@@ -50,6 +53,8 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _EXPORT_DELAY_MS = 1000  # finished spans reach the file or collector within about a second
 _QUEUE_SPANS = 8192  # spans waiting for export before new ones are dropped (bounds memory)
 _EXPORT_BATCH_SPANS = 512
+# flags of a root the sampler dropped, as the SDK writes them (W3C level 2 adds "random trace id")
+_DROPPED_ROOT_FLAGS = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -130,6 +135,58 @@ def span_as_json(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
+class _PresetTraceIds(RandomIdGenerator):
+    """Random ids, except that the next trace id may be chosen beforehand (by ``RootSpans``)."""
+
+    def __init__(self) -> None:
+        self.next_trace_id: int | None = None
+
+    def generate_trace_id(self) -> int:
+        trace_id, self.next_trace_id = self.next_trace_id, None
+        return trace_id if trace_id is not None else super().generate_trace_id()
+
+
+class RootSpans:
+    """Starts root spans of new traces on a hot path (ingest: one trace per post).
+
+    The sampling decision comes first, on a fresh trace id, by the rule of the provider's
+    sampler (``TraceIdRatioBased`` with the same ratio). A dropped trace costs two random numbers
+    and its ``traceparent`` (flagged not sampled, so later stages drop it too), not an SDK span;
+    a recorded one is an SDK span with that same trace id, which the sampler then records.
+    Not thread-safe: one per thread.
+    """
+
+    def __init__(self, provider: TracerProvider, sample_ratio: float, instrumentation: str) -> None:
+        ids = provider.id_generator
+        if not isinstance(ids, _PresetTraceIds):
+            raise TypeError("RootSpans needs a provider from build_tracer_provider")
+        self._ids = ids
+        self._bound = TraceIdRatioBased.get_bound_for_rate(sample_ratio)
+        self._tracer = provider.get_tracer(instrumentation)
+        self._no_parent = Context()
+
+    def start(
+        self, name: str, kind: SpanKind, attributes: Attributes, start_time_ns: int
+    ) -> tuple[Span | None, str]:
+        """The recorded span (None when dropped) and the ``traceparent`` to send downstream."""
+        trace_id = self._ids.generate_trace_id()
+        if trace_id & TraceIdRatioBased.TRACE_ID_LIMIT >= self._bound:
+            span_id = self._ids.generate_span_id()
+            return None, f"00-{trace_id:032x}-{span_id:016x}-{_DROPPED_ROOT_FLAGS:02x}"
+        self._ids.next_trace_id = trace_id
+        span = self._tracer.start_span(
+            name,
+            context=self._no_parent,
+            kind=kind,
+            attributes=attributes,
+            start_time=start_time_ns,
+        )
+        traceparent = traceparent_of(span)
+        if traceparent is None:  # an SDK span always has a valid context
+            raise RuntimeError(f"span {name!r} has no valid context")
+        return span, traceparent
+
+
 def exports_spans(settings: TelemetrySettings) -> bool:
     """Whether spans go anywhere; when not, tracing is skipped on hot paths."""
     return settings.traces_file is not None or settings.otlp_endpoint is not None
@@ -150,6 +207,7 @@ def build_tracer_provider(settings: TelemetrySettings, service: str) -> TracerPr
         sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)),
         resource=resource,
         shutdown_on_exit=False,  # tracing_for shuts it down; no second atexit flush
+        id_generator=_PresetTraceIds(),
     )
     exporters: list[SpanExporter] = []
     if settings.traces_file is not None:

@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass
 import orjson
 from confluent_kafka import KafkaError as LibKafkaError
 from confluent_kafka import Message, Producer
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import SpanKind
 
 from streampulse.errors import KafkaError, MalformedEvent
 from streampulse.events import POST, NormalizedEvent, encode_dead_letter, now_us
@@ -33,7 +32,7 @@ from streampulse.ingest.normalizing import normalize
 from streampulse.kafka import ensure_topics, producer_config
 from streampulse.settings import Settings
 from streampulse.telemetry import DEAD_LETTERS
-from streampulse.tracing import TRACEPARENT, exports_spans, traceparent_of
+from streampulse.tracing import TRACEPARENT, RootSpans
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,10 @@ def _cpu_seconds() -> float:
 class IngestWorker:
     """One ingest process. ``run()`` returns when stopped, or raises on infrastructure failure."""
 
-    def __init__(self, settings: Settings, dictionary: bytes | None) -> None:
+    def __init__(
+        self, settings: Settings, dictionary: bytes | None, post_traces: RootSpans | None = None
+    ) -> None:
+        """``post_traces`` starts each post's trace; None: tracing is off."""
         self._settings = settings
         self._kafka = settings.kafka
         self._producer = Producer(producer_config(settings.kafka, client_id="streampulse-ingest"))
@@ -105,7 +107,7 @@ class IngestWorker:
         self._max_text_chars = settings.ingest.max_text_chars
         self._stop_after = settings.ingest.stop_after_events
         self._raw_topic = settings.kafka.raw_topic
-        self._tracer = trace.get_tracer(__name__) if exports_spans(settings.telemetry) else None
+        self._post_traces = post_traces
 
     # -- Kafka delivery reports -------------------------------------------------------------
 
@@ -206,11 +208,11 @@ class IngestWorker:
                 collection = event["collection"] or event["kind"]
                 self._received_tally.add(collection)
                 if (
-                    self._tracer is not None
+                    self._post_traces is not None
                     and collection == POST
                     and event["operation"] in _TRACED_OPERATIONS
                 ):
-                    self._produce_traced_post(self._tracer, event)
+                    self._produce_traced_post(self._post_traces, event)
                 else:
                     self._produce(
                         self._raw_topic, orjson.dumps(event), event["did"].encode(), collection
@@ -221,26 +223,26 @@ class IngestWorker:
             self._publish_metrics()
         return not (self._stop_after and self._events >= self._stop_after)
 
-    def _produce_traced_post(self, tracer: Tracer, event: NormalizedEvent) -> None:
-        """Produce a post as the root span of its trace; its traceparent goes in the headers.
+    def _produce_traced_post(self, post_traces: RootSpans, event: NormalizedEvent) -> None:
+        """Produce a post as the root of its trace, its traceparent in the record's headers.
 
         The span runs from the frame's arrival to the record's hand-over to the producer.
         """
-        span = tracer.start_span(
+        span, traceparent = post_traces.start(
             "ingest post",
-            kind=SpanKind.PRODUCER,
-            attributes={
+            SpanKind.PRODUCER,
+            {
                 "streampulse.event_id": event["event_id"],
                 "streampulse.did": event["did"],
                 "streampulse.collection": POST,
                 "messaging.destination.name": self._raw_topic,
             },
-            start_time=event["ingested_at_us"] * 1000,
+            event["ingested_at_us"] * 1000,
         )
-        traceparent = traceparent_of(span)
-        headers: Headers | None = [(TRACEPARENT, traceparent.encode())] if traceparent else None
+        headers: Headers = [(TRACEPARENT, traceparent.encode())]
         self._produce(self._raw_topic, orjson.dumps(event), event["did"].encode(), POST, headers)
-        span.end()
+        if span is not None:
+            span.end()
 
     def _publish_metrics(self) -> None:
         self._received_tally.flush()
