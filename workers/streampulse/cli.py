@@ -203,7 +203,7 @@ def status() -> None:
         if stage.name == "flink":
             board.flink_rest_url = stage.url
     board.lines()  # first scrape: counters to compute rates from
-    time.sleep(1.0)
+    time.sleep(2.0)  # stages update some counters once a second
     for line in board.lines():
         typer.echo(line)
 
