@@ -15,9 +15,7 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,6 +24,7 @@ from streampulse.local.kafka_broker import free_port
 from streampulse.local.runs import RunRecord, alive
 from streampulse.settings import PaimonSettings
 from tests.harness.browser import Element, by_testid, dump_dom, require_chromium, screenshot
+from tests.harness.flink import wait_until
 from tests.harness.processes import ManagedProcess
 
 pytestmark = pytest.mark.e2e
@@ -34,19 +33,6 @@ MEMORY_LIMIT_BYTES = 6 * 1024**3
 ARTIFACTS = Path(os.environ.get("STREAMPULSE_TEST_ARTIFACTS_DIR", "test-artifacts"))
 TOP_N = 10
 WINDOW_MIN = 60
-
-
-def _wait(
-    probe: Callable[[], Any], accept: Callable[[Any], bool], timeout_s: float, what: str
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if accept(last):
-            return last
-        time.sleep(1.0)
-    raise AssertionError(f"{what} not reached within {timeout_s}s; last: {last!r}")
 
 
 def _tree_rss_bytes(root: int) -> int:
@@ -140,7 +126,7 @@ def test_up_runs_the_pipeline_and_the_dashboard_shows_the_tables(
         pids = record.pids()
 
         lakehouse = Lakehouse.open(PaimonSettings(), state / "warehouse")
-        filled = _wait(
+        wait_until(
             lambda: {t: lakehouse.snapshot_id(t) for t in lakehouse.tables()},
             lambda s: all(
                 s.get(t) is not None
@@ -153,7 +139,6 @@ def test_up_runs_the_pipeline_and_the_dashboard_shows_the_tables(
         print(
             f"all stages running after {ready_after:.0f}s, tables filled {filled_after:.0f}s later"
         )
-        assert filled
 
         status = ManagedProcess.streampulse(["status"], env, tmp_path / "status.log")
         assert status.wait(timeout_s=60) == 0, status.output()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from tests.harness.kube.build import _go_binary, _go_env, _locked, _run, default_cache_dir
+from tests.harness.kube.build import default_cache_dir, go_binary, go_env, locked, run_logged
 from tests.harness.kube.process import free_port
 from tests.harness.processes import ManagedProcess
 
@@ -28,10 +28,10 @@ def ensure_versitygw(cache_dir: Path | None = None) -> Path:
     if binary.is_file():
         return binary
     home.mkdir(parents=True, exist_ok=True)
-    with _locked(home / ".lock"):
+    with locked(home / ".lock"):
         if not binary.is_file():
-            env = {**_go_env(), "GOBIN": str(home / "bin.partial")}
-            _run([_go_binary(), "install", f"{VERSITYGW_PACKAGE}@{VERSITYGW_VERSION}"],
+            env = {**go_env(), "GOBIN": str(home / "bin.partial")}
+            run_logged([go_binary(), "install", f"{VERSITYGW_PACKAGE}@{VERSITYGW_VERSION}"],
                  env=env, log=home / "build.log")  # fmt: skip
             (home / "bin.partial").rename(home / "bin")
     return binary

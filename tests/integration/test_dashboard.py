@@ -28,6 +28,7 @@ from streampulse.kafka import consumer_config, ensure_topics, producer_config
 from streampulse.local.kafka_broker import free_port
 from streampulse.settings import KafkaSettings
 from tests.harness.browser import by_testid, dump_dom, require_chromium, screenshot, tags
+from tests.harness.dashboard_rows import toxicity_row, volume_row
 from tests.harness.processes import ManagedProcess
 from tests.harness.warehouse import Warehouse
 
@@ -45,26 +46,11 @@ def minute(n: float) -> datetime:
 
 
 def volume(m: int, lang: str, creates: int, collection: str = POST) -> dict[str, Any]:
-    return {
-        "window_start": minute(m),
-        "collection": collection,
-        "lang": lang,
-        "events": creates + 1,
-        "creates": creates,
-        "deletes": 1,
-        "authors": 1,
-    }
+    return volume_row(minute(m), lang, creates, collection)
 
 
 def tox(m: float, lang: str, posts: int, toxic: int, mean: float, p95: float) -> dict[str, Any]:
-    return {
-        "window_start": minute(m),
-        "lang": lang,
-        "posts": posts,
-        "toxic_posts": toxic,
-        "mean_toxicity": mean,
-        "p95_toxicity": p95,
-    }
+    return toxicity_row(minute(m), lang, posts, toxic, mean, p95)
 
 
 def span(start: int, **row: Any) -> dict[str, Any]:

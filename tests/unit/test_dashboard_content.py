@@ -29,6 +29,7 @@ from streampulse.dashboard.sections import (
 from streampulse.dashboard.warehouse import Snapshot
 from streampulse.errors import LakehouseError
 from streampulse.settings import DashboardSettings
+from tests.harness.dashboard_rows import toxicity_row, volume_row
 from tests.harness.warehouse import arrow_schema
 
 pytestmark = pytest.mark.unit
@@ -77,26 +78,11 @@ class FakeSource:
 
 
 def volume(m: int, lang: str, creates: int, collection: str = POST) -> dict[str, Any]:
-    return {
-        "window_start": minute(m),
-        "collection": collection,
-        "lang": lang,
-        "events": creates + 1,
-        "creates": creates,
-        "deletes": 1,
-        "authors": 1,
-    }
+    return volume_row(minute(m), lang, creates, collection)
 
 
 def tox(m: int, lang: str, posts: int, toxic: int, mean: float, p95: float) -> dict[str, Any]:
-    return {
-        "window_start": minute(m),
-        "lang": lang,
-        "posts": posts,
-        "toxic_posts": toxic,
-        "mean_toxicity": mean,
-        "p95_toxicity": p95,
-    }
+    return toxicity_row(minute(m), lang, posts, toxic, mean, p95)
 
 
 def window(start: int, width: int = 15, **row: Any) -> dict[str, Any]:

@@ -109,12 +109,12 @@ def ensure_binaries(cache_dir: Path | None = None) -> Binaries:
     if _is_current(home, binaries) and binaries.kwok_stages.is_file():
         return binaries
     home.mkdir(parents=True, exist_ok=True)
-    with _locked(home / ".lock"):
+    with locked(home / ".lock"):
         if not _is_current(home, binaries):  # another process may have built it meanwhile
             _build_all(home, binaries)
         if not binaries.kwok_stages.is_file():
             log = home / "build.log"
-            _write_kwok_stages(_go_binary(), _go_env(), log, binaries.kwok_stages)
+            _write_kwok_stages(go_binary(), go_env(), log, binaries.kwok_stages)
     return binaries
 
 
@@ -129,7 +129,7 @@ def _is_current(home: Path, binaries: Binaries) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -143,8 +143,8 @@ def _build_all(home: Path, binaries: Binaries) -> None:
     binaries.bin_dir.mkdir(parents=True, exist_ok=True)
     log = home / "build.log"
     log.write_text("")
-    go = _go_binary()
-    env = _go_env()
+    go = go_binary()
+    env = go_env()
     timings: dict[str, float] = {}
     started = time.monotonic()
     for wrapper in _wrappers(go, env, log):
@@ -156,7 +156,7 @@ def _build_all(home: Path, binaries: Binaries) -> None:
         "seconds": total,
         "components": timings,
         "versions": versions.all_versions(),
-        "go": _run([go, "env", "GOVERSION"], env=env, log=log).strip(),
+        "go": run_logged([go, "env", "GOVERSION"], env=env, log=log).strip(),
         "parallelism": BUILD_PARALLELISM,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -221,7 +221,7 @@ def _wrappers(go: str, env: Mapping[str, str], log: Path) -> list[_Wrapper]:
 def _module_info(
     go: str, env: Mapping[str, str], log: Path, module: str, version: str
 ) -> dict[str, str]:
-    out = _run([go, "mod", "download", "-json", f"{module}@{version}"], env=env, log=log)
+    out = run_logged([go, "mod", "download", "-json", f"{module}@{version}"], env=env, log=log)
     info: dict[str, str] = json.loads(out)
     if "Error" in info:
         raise BuildError(f"{module}@{version}: {info['Error']}")
@@ -231,7 +231,7 @@ def _module_info(
 def _staging_replaces(go: str, env: Mapping[str, str], log: Path) -> dict[str, str]:
     """Map every staging module k8s.io/kubernetes requires to its published release."""
     info = _module_info(go, env, log, "k8s.io/kubernetes", versions.KUBERNETES)
-    upstream = json.loads(_run([go, "mod", "edit", "-json", info["GoMod"]], env=env, log=log))
+    upstream = json.loads(run_logged([go, "mod", "edit", "-json", info["GoMod"]], env=env, log=log))
     staged = {
         r["Old"]["Path"]
         for r in upstream.get("Replace") or []
@@ -265,11 +265,11 @@ def _build_wrapper(
         lines += [")"]
     lines += ["", "tool ("] + [f"\t{pkg}" for pkg in wrapper.commands.values()] + [")", ""]
     (src / "go.mod").write_text("\n".join(lines))
-    _run([go, "mod", "tidy"], env=env, log=log, cwd=src)
+    run_logged([go, "mod", "tidy"], env=env, log=log, cwd=src)
     out = str(bin_dir) + os.sep
     ldflags = " ".join(wrapper.ldflags)
     cmd = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", out, *wrapper.commands.values()]
-    _run(cmd, env=env, log=log, cwd=src)
+    run_logged(cmd, env=env, log=log, cwd=src)
     for name, pkg in wrapper.commands.items():
         built = bin_dir / _default_binary_name(pkg)
         if built.name != name:
@@ -284,14 +284,14 @@ def _default_binary_name(pkg: str) -> str:
     return last
 
 
-def _go_binary() -> str:
+def go_binary() -> str:
     found = os.environ.get("GO") or shutil.which("go") or "/usr/local/go/bin/go"
     if not Path(found).is_file():
         raise BuildError("no Go toolchain: install Go 1.26 or set GO=/path/to/go")
     return found
 
 
-def _go_env() -> dict[str, str]:
+def go_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         CGO_ENABLED="0",
@@ -302,7 +302,9 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], *, env: Mapping[str, str], log: Path, cwd: Path | None = None) -> str:
+def run_logged(
+    cmd: list[str], *, env: Mapping[str, str], log: Path, cwd: Path | None = None
+) -> str:
     with log.open("a") as sink:
         sink.write(f"$ {' '.join(cmd)}  (in {cwd or Path.cwd()})\n")
         sink.flush()

@@ -79,16 +79,7 @@ class Lakehouse:
 
     def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """The latest snapshot of one table (its ``columns`` only, when given)."""
-        try:
-            table = self._catalog.get_table(f"{self.database}.{name}")
-            builder = table.new_read_builder()
-            if columns:
-                builder = builder.with_projection(columns)
-            splits = builder.new_scan().plan().splits()
-            arrow: pa.Table = builder.new_read().to_arrow(splits)
-        except Exception as exc:
-            raise LakehouseError(f"cannot read {self.database}.{name}: {exc}") from exc
-        return arrow
+        return self._read_with_snapshot(name, columns)[0]
 
     def snapshot_id(self, name: str) -> int | None:
         """The id of the table's latest committed snapshot; None before the first commit."""
@@ -99,6 +90,22 @@ class Lakehouse:
             raise LakehouseError(f"cannot read {self.database}.{name}: {exc}") from exc
         return None if snapshot is None else int(snapshot.id)
 
+    def _read_with_snapshot(
+        self, name: str, columns: list[str] | None = None
+    ) -> tuple[pa.Table, int | None]:
+        """One table's rows and the id of the snapshot the scan planned (None: no commit yet)."""
+        try:
+            table = self._catalog.get_table(f"{self.database}.{name}")
+            snapshot = table.snapshot_manager().get_latest_snapshot()
+            builder = table.new_read_builder()
+            if columns:
+                builder = builder.with_projection(columns)
+            splits = builder.new_scan().plan().splits()
+            arrow: pa.Table = builder.new_read().to_arrow(splits)
+        except Exception as exc:
+            raise LakehouseError(f"cannot read {self.database}.{name}: {exc}") from exc
+        return arrow, None if snapshot is None else int(snapshot.id)
+
     def query(self, sql: str) -> QueryResult:
         """Run ``sql`` in DuckDB over the tables it names, each loaded from its latest snapshot."""
         names = referenced_tables(sql, self.tables())
@@ -106,8 +113,8 @@ class Lakehouse:
         try:
             snapshots: dict[str, int | None] = {}
             for name in names:
-                snapshots[name] = self.snapshot_id(name)
-                connection.register(name, self.read(name))
+                table, snapshots[name] = self._read_with_snapshot(name)
+                connection.register(name, table)
             try:
                 table = connection.sql(sql).arrow()
             except duckdb.Error as exc:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from streampulse.enrich.breaker import BreakerState
+
 Samples = dict[str, dict[str, float]]
 
 _HTTP_TIMEOUT_S = 2.0
-BREAKER_STATES = {0.0: "closed", 1.0: "half-open", 2.0: "open"}
 
 
 def scrape(url: str) -> Samples:
@@ -79,15 +80,12 @@ def progress_line(samples: Samples, rates: Rates) -> str:
 
 
 def enrich_line(samples: Samples, rates: Rates) -> str:
-    """Enrich: posts/s enriched, consumer lag, breaker state, dead letters."""
+    """Enrich: posts/s enriched, breaker state, dead letters (consumer lag: the dashboard)."""
     rate = rates.update({"enriched": _total(samples, "streampulse_enrich_enriched_total")})
-    lag = _total(samples, "streampulse_enrich_consumer_lag_records")
-    breaker = BREAKER_STATES.get(_total(samples, "streampulse_enrich_breaker_state"), "?")
+    state = BreakerState(int(_total(samples, "streampulse_enrich_breaker_state")))
+    breaker = state.name.lower().replace("_", "-")
     dead = _total(samples, "streampulse_dead_letters_total", "enrich")
-    return (
-        f"{rate['enriched']:7.0f} posts/s | lag {lag:.0f} records | breaker {breaker} "
-        f"| dead letters {dead:.0f}"
-    )
+    return f"{rate['enriched']:7.0f} posts/s | breaker {breaker} | dead letters {dead:.0f}"
 
 
 def models_line(samples: Samples, rates: Rates) -> str:
