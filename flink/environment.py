@@ -5,11 +5,13 @@ Standard library only, so any Python 3.11 runs it (``make flink-env`` does)::
     python flink/environment.py            # build what is missing, print the paths as JSON
 
 The venv (``$STREAMPULSE_CACHE_DIR/flink-venv-<hash>``) holds ``apache-flink`` from
-``flink/requirements.txt`` plus this job package (``flink/``, installed editable). The jars
-(``$STREAMPULSE_CACHE_DIR/flink-jars-<hash>``) come from Maven Central: a generated pom names
-the Kafka connector and the Paimon connector, and ``mvn dependency:copy-dependencies`` copies
-them with their runtime dependencies. Both directories are keyed by a hash of what defines them
-and finished with a stamp file, so a second run does nothing and a changed pin builds anew.
+``flink/requirements.txt`` only: the cache is shared by every checkout, so the job package is
+taken from the checkout that runs it (``PYTHONPATH``, see ``FlinkEnvironment.process_env``).
+The jars (``$STREAMPULSE_CACHE_DIR/flink-jars-<hash>``) come from Maven Central: a generated
+pom names the Kafka connector and the Paimon connector, and ``mvn dependency:copy-dependencies``
+copies them with their runtime dependencies. Both directories are keyed by a hash of what
+defines them and finished with a stamp file, so a second run does nothing and a changed pin
+builds anew.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "requirements.txt"
+# Part of the venv's hash: what goes into the venv besides the requirements.
+VENV_LAYOUT = "requirements only; the job package from PYTHONPATH"
 
 FLINK_VERSION = "2.1.3"
 FLINK_MINOR = "2.1"
@@ -84,6 +88,11 @@ class FlinkEnvironmentError(RuntimeError):
 class FlinkEnvironment:
     python: Path
     jars_dir: Path
+    job_dir: Path = HERE
+
+    def process_env(self) -> dict[str, str]:
+        """Environment for a job or query process: the job package of this checkout."""
+        return {"PYTHONPATH": str(self.job_dir)}
 
     @property
     def jars(self) -> list[Path]:
@@ -129,7 +138,7 @@ def _run(argv: list[str], what: str) -> None:
 
 def venv_dir(root: Path) -> Path:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return root / f"flink-venv-{_digest(REQUIREMENTS.read_text(), version)}"
+    return root / f"flink-venv-{_digest(REQUIREMENTS.read_text(), version, VENV_LAYOUT)}"
 
 
 def jars_dir(root: Path) -> Path:
@@ -151,7 +160,6 @@ def ensure_venv(root: Path) -> Path:
         _run([sys.executable, "-m", "venv", str(home)], "creating the Flink venv")
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         _run([*pip, "-r", str(REQUIREMENTS)], "installing apache-flink")
-        _run([*pip, "--no-deps", "-e", str(HERE)], "installing streampulse_flink")
         stamp.write_text(f"{time.monotonic() - started:.1f}s\n")
     return python
 
@@ -191,7 +199,8 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()
     env = ensure(args.cache_dir)
-    print(json.dumps({"python": str(env.python), "jars": [str(j) for j in env.jars]}, indent=2))
+    paths = {"python": str(env.python), "jars": [str(j) for j in env.jars], "job_dir": str(HERE)}
+    print(json.dumps(paths, indent=2))
 
 
 if __name__ == "__main__":

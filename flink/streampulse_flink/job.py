@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
@@ -19,7 +21,23 @@ from streampulse_flink.statements import inserts, setup
 log = logging.getLogger(__name__)
 
 
+def use_scratch_dir(scratch_dir: str) -> None:
+    """Point the JVM about to start (and this process) at ``scratch_dir`` for temporary files.
+
+    Flink's mini-cluster keeps blobs, extracted jars and spill files under ``java.io.tmpdir``;
+    a job that is killed leaves them there.
+    """
+    path = Path(scratch_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    jvm_args = os.environ.get("JVM_ARGS", "")
+    os.environ["JVM_ARGS"] = f"{jvm_args} -Djava.io.tmpdir={path}".strip()
+    os.environ["TMPDIR"] = str(path)
+    tempfile.tempdir = str(path)
+
+
 def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) -> TableEnvironment:
+    if opts.scratch_dir:
+        use_scratch_dir(opts.scratch_dir)
     settings = (
         EnvironmentSettings.in_streaming_mode()
         if streaming
@@ -46,6 +64,8 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
     }
     if jars:  # locally; in a cluster image the connectors are in /opt/flink/lib already
         values["pipeline.jars"] = jars
+    if opts.scratch_dir:
+        values["io.tmp.dirs"] = opts.scratch_dir
     if opts.checkpoint_dir:
         values["execution.checkpointing.dir"] = opts.checkpoint_dir
     if opts.restore_from and streaming:

@@ -30,6 +30,10 @@ class JobOptions:
     # A retained checkpoint (or savepoint) directory to restore the job's state from.
     restore_from: str = ""
     parallelism: int = 1
+    # Flink's working files (uploaded jars, extracted libraries, spill files), by default under
+    # the system temp directory. A caller that owns a directory passes it here and removes it
+    # once the job has exited, so no run leaves files behind, even one that is killed.
+    scratch_dir: str = ""
     # Port of the mini-cluster's REST API (job state, checkpoints); 0 picks a free one.
     rest_port: int = 0
     # A partition without records for this long stops holding the watermark back.

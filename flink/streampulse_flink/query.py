@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--warehouse", required=True)
     parser.add_argument("--database", default="streampulse")
     parser.add_argument("--jars", default=os.environ.get("STREAMPULSE_FLINK_JARS", ""))
+    parser.add_argument("--scratch-dir", default="", help="for temporary files; see JobOptions")
     parser.add_argument("queries", nargs="+")
     args = parser.parse_args()
     opts = JobOptions(
@@ -44,6 +45,7 @@ def main() -> None:
         database=args.database,
         s3_endpoint=os.environ.get("STREAMPULSE_PAIMON__S3_ENDPOINT", ""),
         s3_access_key=os.environ.get("STREAMPULSE_PAIMON__S3_ACCESS_KEY", ""),
+        scratch_dir=args.scratch_dir,
     )
     env = table_environment(opts, args.jars, streaming=False)
     env.execute_sql(opts.catalog_sql(CATALOG))

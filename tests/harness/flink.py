@@ -11,9 +11,12 @@ import datetime
 import decimal
 import importlib.util
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +49,10 @@ def flink_environment(cache_dir: Path) -> Any:
 
 
 class FlinkJob:
-    """``python -m streampulse_flink.job`` on the local mini-cluster."""
+    """``python -m streampulse_flink.job`` on the local mini-cluster.
+
+    Flink's temporary files go to a directory beside the log, removed when the job has exited.
+    """
 
     def __init__(
         self,
@@ -55,10 +61,12 @@ class FlinkJob:
         log_path: Path,
         extra_env: dict[str, str] | None = None,
     ) -> None:
+        self.scratch_dir = log_path.with_name(f"{log_path.stem}-scratch")
+        args = {"scratch_dir": self.scratch_dir, **args}
         argv = [str(env.python), "-m", "streampulse_flink.job", "--jars", env.pipeline_jars()]
         for key, value in args.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
-        environ = {"PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        environ = {"PYTHONUNBUFFERED": "1", **env.process_env(), **(extra_env or {})}
         self.process = ManagedProcess(argv, environ, log_path)
 
     def wait_started(self, timeout_s: float = 180.0) -> str:
@@ -66,11 +74,12 @@ class FlinkJob:
 
     def stop(self) -> None:
         self.process.stop(timeout_s=30.0)
+        shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
     def kill(self) -> None:
         """A crash: SIGKILL the job's process group, no chance to finish anything."""
         self.process.signal(signal.SIGKILL)
-        self.process.stop(timeout_s=30.0)
+        self.stop()
 
 
 def latest_checkpoint(checkpoint_dir: Path, job_id: str) -> Path:
@@ -84,13 +93,15 @@ def latest_checkpoint(checkpoint_dir: Path, job_id: str) -> Path:
 def query(env: Any, warehouse: Path | str, queries: list[str]) -> list[list[dict[str, Any]]]:
     """Run batch SQL over the Paimon tables; one list of row dicts per query."""
     argv = [str(env.python), "-m", "streampulse_flink.query", "--warehouse", str(warehouse)]
-    result = subprocess.run(
-        [*argv, "--jars", env.pipeline_jars(), *queries],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="streampulse-flink-query-") as scratch:
+        result = subprocess.run(
+            [*argv, "--jars", env.pipeline_jars(), "--scratch-dir", scratch, *queries],
+            env={**os.environ, **env.process_env()},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
     if result.returncode != 0:
         raise AssertionError(f"query failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -65,12 +65,15 @@ def test_restore_from_checkpoint_counts_everything_once(
     first = FlinkJob(env, args, tmp_path / "job-1.log")
     try:
         job_id = first.wait_started()
+        # Flink's working files are in the job's scratch directory, not the system's temp
+        assert list(first.scratch_dir.glob("minicluster_*/blobStorage"))
         _produce(kafka, PHASE_A)
         wait_until(lambda: query(env, warehouse, QUERIES), lambda r: _total(r) == (5, 5), 240,
                    "phase A committed")  # fmt: skip
         _produce(kafka, PHASE_B)
     finally:
         first.kill()
+    assert not first.scratch_dir.exists()  # removed after the crash as well
     restored_from = latest_checkpoint(checkpoints, job_id)
 
     second = FlinkJob(env, {**args, "restore_from": restored_from.as_uri()}, tmp_path / "job-2.log")

@@ -26,6 +26,12 @@ _REPOSITORY = Path(__file__).resolve().parents[3]
 class FlinkJobEnvironment:
     python: Path
     jars: tuple[Path, ...]
+    # the checkout's flink/: the venv holds PyFlink only, the job package comes from here
+    job_dir: Path
+
+    def process_env(self) -> dict[str, str]:
+        """Environment for the job's process."""
+        return {"PYTHONPATH": str(self.job_dir)}
 
     @property
     def pipeline_jars(self) -> str:
@@ -57,7 +63,9 @@ def ensure_flink_environment(flink_dir: Path, cache_dir: Path) -> FlinkJobEnviro
         raise LauncherError(f"building the Flink environment failed:\n{result.stderr[-3000:]}")
     paths = json.loads(result.stdout)
     return FlinkJobEnvironment(
-        python=Path(paths["python"]), jars=tuple(Path(j) for j in paths["jars"])
+        python=Path(paths["python"]),
+        jars=tuple(Path(j) for j in paths["jars"]),
+        job_dir=Path(paths["job_dir"]),
     )
 
 

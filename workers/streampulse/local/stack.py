@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -195,6 +196,11 @@ class LocalStack:
         env = ensure_flink_environment(flink_project_dir(local.flink_dir), self.settings.cache_dir)
         rest_port = free_port()
         checkpoints = self.state / "flink-checkpoints"
+        # Flink's temporary files (blobs, extracted jars): emptied now in case a killed run
+        # left some, removed once the job has exited (the callback runs after its stop)
+        scratch = self.state / "flink-scratch"
+        shutil.rmtree(scratch, ignore_errors=True)
+        self.stack.callback(shutil.rmtree, scratch, ignore_errors=True)
         options: dict[str, object] = {
             "bootstrap_servers": self.env["STREAMPULSE_KAFKA__BOOTSTRAP_SERVERS"],
             "raw_topic": self.settings.kafka.raw_topic,
@@ -203,13 +209,18 @@ class LocalStack:
             "checkpoint_dir": checkpoints.as_uri(),
             "checkpoint_interval_ms": local.flink_checkpoint_interval_ms,
             "rest_port": rest_port,
+            "scratch_dir": str(scratch),
         }
         restore = latest_checkpoint(checkpoints)
         if restore is not None:
             options["restore_from"] = restore.as_uri()
             self.say("flink", f"restoring the job's state from {restore}")
         argv = job_argv(env, options)
-        flink_env = {"JVM_ARGS": f"-Xmx{local.flink_heap_mb}m", "PYTHONUNBUFFERED": "1"}
+        flink_env = {
+            "JVM_ARGS": f"-Xmx{local.flink_heap_mb}m",
+            "PYTHONUNBUFFERED": "1",
+            **env.process_env(),
+        }
         self.flink = self.child("flink", argv[1:], flink_env, program=argv[:1])
         rest_url = f"http://127.0.0.1:{rest_port}"
         self.record.stages["flink"].url = rest_url
