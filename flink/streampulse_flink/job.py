@@ -52,8 +52,14 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
         "table.exec.source.idle-timeout": f"{opts.idle_timeout_ms} ms",
         "table.exec.state.ttl": f"{opts.dedup_ttl_h} h",
         # Off on purpose: proctime mini-batching replaces the event-time watermark with
-        # processing-time markers, which would make every event look late.
+        # processing-time markers, which would make every event look late. The window
+        # aggregates buffer and combine in memory on their own.
         "table.exec.mini-batch.enabled": "false",
+        # The deduplicated views are planned once and shared by every table that reads them
+        # (one dedup state and one shuffle per topic, not one per table), and records handed
+        # between chained operators are not copied: the SQL operators never keep them.
+        "table.optimizer.reuse-optimize-block-with-digest-enabled": "true",
+        "pipeline.object-reuse": "true",
         "table.exec.sink.upsert-materialize": "NONE",
         "execution.checkpointing.interval": f"{opts.checkpoint_interval_ms} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",

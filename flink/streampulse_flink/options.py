@@ -43,6 +43,8 @@ class JobOptions:
     toxic_threshold: float = 0.5
     trending_window_min: int = 15
     trending_top_n: int = 20
+    # Author activity of the hour so far is written every this many minutes (and at its end).
+    author_step_min: int = 5
     # Engagement (likes, reposts, replies) counts toward a post for this long after it.
     engagement_window_min: int = 60
     # Anomalies: a minute's value against the previous `anomaly_trailing_min` minutes that had

@@ -1,7 +1,8 @@
 """The Paimon tables (database ``streampulse``): names, keys and storage options.
 
-``enriched_posts`` is append-only; every aggregate has a primary key and is upserted as the
-stream corrects it (late events update the minute they belong to, never a new row).
+``enriched_posts`` is append-only. Every aggregate has a primary key: a window's row is written
+once when the window closes (author activity: the hour so far, overwritten at each step), and a
+post's engagement row is upserted as engagements arrive.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ _PK_OPTIONS = {
     "bucket": "1",
     "file.format": "parquet",
     "merge-engine": "deduplicate",
-    "changelog-producer": "input",
+    # Readers query the tables' current state (DuckDB, Trino, batch Flink); no changelog files,
+    # which also lets the job send upserts without their retractions.
+    "changelog-producer": "none",
 }
 
 _APPEND_OPTIONS = {

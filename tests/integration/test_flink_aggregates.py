@@ -3,15 +3,18 @@ and on a real S3-compatible server (versitygw).
 
 A crafted set of events, with answers computed by hand below, goes through the job in two
 phases. Phase 1 has events out of order (within the 5 s watermark bound) and a duplicate; once
-it is visible in the tables, phase 2 sends an event far behind the watermark (late) and another
-duplicate. Every table is read back with pypaimon + DuckDB (what ``streampulse sql`` does) and
-compared exactly; on the local disk a Flink batch query reads them too and must agree.
+its closed minutes are visible in the tables, phase 2 sends an event whose minute has closed
+(late) and another duplicate, then one event on each topic an hour later, whose watermark
+closes every window before it. Every table is read back with pypaimon + DuckDB (what
+``streampulse sql`` does) and compared exactly; on the local disk a Flink batch query reads them
+too and must agree.
 
-Windows of the trending tables are 2 minutes sliding by 1 and keep the top 1, so ties, top-N
-replacement and late corrections are all visible in a few rows. Phase 2 ends with a burst of six
-actions by one author in minute 4: engagement on two earlier posts (one of them duplicated in
-phase 1), a busy author hour, and a volume anomaly against the four minutes before it (anomaly
-history is 10 minutes, at least 3 of them with data).
+Windows of the trending tables are 2 minutes sliding by 1 and keep the top 1, so ties and top-N
+order are visible in a few rows. The late event is left out of its closed minute and sliding
+windows and counted in ``late_events``; the author's hour, still open, counts it. Phase 2 ends
+with a burst of six actions by one author in minute 4: engagement on two earlier posts (one of
+them duplicated in phase 1), a busy author hour, and a volume anomaly against the four minutes
+before it (anomaly history is 10 minutes, at least 3 of them with data).
 """
 
 from __future__ import annotations
@@ -84,6 +87,9 @@ R8 = raw(8, A, at(2, 0), operation="delete")
 R9 = raw(9, D, at(3, 0), langs=["en"], hashtags=["python"])  # watermark -> 12:02:55
 R10 = raw(10, E, at(0, 40), langs=["en"], hashtags=["rust"])  # phase 2: late
 R12 = raw(12, D, at(3, 10), langs=["en"])
+# an hour later, on each topic: their watermark (13:00:05) closes every window of hour 12
+CLOSE = raw(99, "did:plc:closer", at(60, 10), LIKE, subject_uri="at://x/app.bsky.feed.post/9")
+CLOSE_POST = raw(98, "did:plc:closer", at(60, 10))
 
 
 def uri(event: dict[str, Any]) -> str:
@@ -99,7 +105,7 @@ S5 = raw(25, E, at(4, 30), FOLLOW, subject_did=A)
 S6 = raw(26, E, at(4, 40), langs=["en"])
 
 RAW_PHASE_1 = [R1, R2, R3, R4, R5, R2, R7, R8, R9]  # R2 twice
-RAW_PHASE_2 = [R10, R4, R12, S1, S2, S3, S4, S5, S6]  # R4 again: a late duplicate
+RAW_PHASE_2 = [R10, R4, R12, S1, S2, S3, S4, S5, S6, CLOSE]  # R4 again: a late duplicate
 ENRICHED_PHASE_1 = [
     enriched(R1, 0.10, ["Rust:ORG"]),
     enriched(R2, 0.91, ["rust:ORG", "Alice:PER"]),
@@ -108,7 +114,11 @@ ENRICHED_PHASE_1 = [
     enriched(R2, 0.91, ["rust:ORG", "Alice:PER"]),
     enriched(R9, 0.57, []),
 ]
-ENRICHED_PHASE_2 = [enriched(R10, 0.72, ["Alice:PER"]), enriched(R12, None, [])]
+ENRICHED_PHASE_2 = [
+    enriched(R10, 0.72, ["Alice:PER"]),
+    enriched(R12, None, []),
+    enriched(CLOSE_POST, None, []),
+]
 
 
 def ts(minute: int) -> str:
@@ -117,7 +127,7 @@ def ts(minute: int) -> str:
 
 # (window_start, collection, lang, events, creates, deletes, authors)
 VOLUME = sorted([
-    (ts(0), POST, "en", 3, 3, 0, 3),  # R1 R2 R10 (late, still counted)
+    (ts(0), POST, "en", 2, 2, 0, 2),  # R1 R2 (R10 is late: its minute was written)
     (ts(0), LIKE, "-", 1, 1, 0, 1),
     (ts(1), POST, "ja", 1, 1, 0, 1),
     (ts(1), POST, "und", 1, 1, 0, 1),
@@ -131,23 +141,23 @@ VOLUME = sorted([
 ])  # fmt: skip
 # (window_start, lang, posts, toxic_posts, mean, p95: upper edge of a 0.05 bucket)
 TOXICITY_ROWS = [
-    (ts(0), "en", 3, 2, (0.10 + 0.91 + 0.72) / 3, 0.95),
+    (ts(0), "en", 2, 1, (0.10 + 0.91) / 2, 0.95),  # not R10 (late)
     (ts(1), "ja", 1, 0, 0.33, 0.35),
     (ts(1), "und", 1, 1, 0.62, 0.65),
     (ts(3), "en", 1, 1, 0.57, 0.60),
 ]
 # top 1 of 2-minute windows: (window_start, window_end, hashtag, posts, authors)
 HASHTAGS = [
-    (ts(-1), ts(1), "rust", 3, 3),  # R1 R2 R10
-    (ts(0), ts(2), "rust", 4, 4),  # R1 R2 R4 R10
+    (ts(-1), ts(1), "rust", 2, 2),  # R1 R2 (R10 came after both windows of minute 0 closed)
+    (ts(0), ts(2), "rust", 3, 3),  # R1 R2 R4
     (ts(1), ts(3), "python", 1, 1),  # ties rust (R4) 1/1: name order
     (ts(2), ts(4), "python", 1, 1),
     (ts(3), ts(5), "python", 1, 1),
 ]
-# the late Alice (R10) ties rust 2/2 and takes the top place from it
+# rust (R1 R2) beats Alice (R2; the late R10 is not in these closed windows)
 ENTITY_ROWS = [
-    (ts(-1), ts(1), "alice", "PER", 2, 2),
-    (ts(0), ts(2), "alice", "PER", 2, 2),
+    (ts(-1), ts(1), "rust", "ORG", 2, 2),
+    (ts(0), ts(2), "rust", "ORG", 2, 2),
 ]
 LATE = [("enriched", ts(0), 1), ("raw", ts(0), 1)]
 HOUR = "2025-01-15T12:00:00"
@@ -180,10 +190,10 @@ ENGAGEMENT = [
     (uri(R1), A, t(0, 10), 1, 1, 1, t(4, 20), 6 / (250 / 60)),
     (uri(R2), B, t(0, 20), 1, 0, 0, t(4, 5), 1 / (225 / 60)),  # R2 sent twice, liked once
 ]
-# volume per minute: 4 (R1 R2 R3 R10), 3, 1, 2, then 6 in minute 4; minute 3 (z = -0.53) is not
+# volume per minute: 3 (R1 R2 R3), 3, 1, 2, then 6 in minute 4; minute 3 (z = -0.35) is not
 # one; toxicity has data in minutes 0, 1 and 3 only: never 3 trailing minutes
 # (metric, window_start, value, trailing_minutes, trailing_mean, trailing_stddev, z_score)
-ANOMALIES = [("volume", ts(4), 6.0, 4, 2.5, 1.25**0.5, 3.5 / 1.25**0.5)]
+ANOMALIES = [("volume", ts(4), 6.0, 4, 2.25, 0.6875**0.5, 3.75 / 0.6875**0.5)]
 
 QUERIES = [
     "SELECT event_id, is_late, toxicity, dt FROM enriched_posts",
@@ -275,7 +285,8 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
         _produce(kafka, kafka.enriched_topic, ENRICHED_PHASE_1)
         wait_until(
             lambda: read_tables(lakehouse, QUERIES[:2]),
-            lambda r: len(r[0]) == 5 and sum(row["events"] for row in r[1]) == 8,
+            # minutes 0 and 1 have closed (the watermark is at 12:02:55)
+            lambda r: len(r[0]) == 5 and sum(row["events"] for row in r[1]) == 6,
             240,
             "phase 1 visible",
         )
@@ -285,9 +296,12 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
             wait_until(
                 lambda: read_tables(lakehouse, QUERIES),
                 lambda r: (
-                    len(r[0]) == 7
+                    len(r[0]) == 8
                     and len(r[5]) == 2
-                    and sum(x["events"] for x in r[1]) == 16
+                    and sum(x["events"] for x in r[1]) == 15
+                    and len(r[2]) == 4
+                    and len(r[3]) == 5
+                    and len(r[4]) == 2
                     and sum(x["posts"] + x["replies"] for x in r[6]) == 9
                     and sum(x["likes"] + x["reposts"] + x["replies"] for x in r[7]) == 4
                     and len(r[8]) == 1
@@ -305,7 +319,7 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
         ]
 
     assert _rows(posts, "event_id", "is_late", "dt") == sorted(
-        (e["event_id"], e is R10, "2025-01-15") for e in [R1, R2, R4, R5, R9, R10, R12]
+        (e["event_id"], e is R10, "2025-01-15") for e in [R1, R2, R4, R5, R9, R10, R12, CLOSE_POST]
     )
     assert _rows(volume, "window_start", "collection", "lang", "events", "creates", "deletes",
                  "authors") == VOLUME  # fmt: skip
