@@ -238,7 +238,8 @@ def _post_engagement(db: str, opts: JobOptions) -> str:
     ``viral_velocity`` = (likes + 2 * reposts + 3 * replies) / max(minutes from the post to its
     latest counted engagement, 1): weighted engagement per minute. An interval join in event
     time: a post is kept for its first hour, an engagement until no earlier post can arrive. A
-    post has a row once it has an engagement, updated by each later one.
+    post has a row once it has an engagement, updated by each later one. Grouped by the table's
+    key alone (a post's URI names its author and time), so updates are upserts, not retractions.
     """
     posts = f"""SELECT CONCAT('at://', did, '/', collection, '/', rkey) AS post_uri, did,
       event_time
@@ -259,7 +260,7 @@ SELECT post_uri, did, posted_at, likes, reposts, replies, last_engagement_at,
     CAST(TIMESTAMPDIFF(SECOND, posted_at, last_engagement_at) AS DOUBLE) / 60, 1.0
   ) AS viral_velocity
 FROM (
-  SELECT p.post_uri, p.did, CAST(p.event_time AS TIMESTAMP(3)) AS posted_at,
+  SELECT p.post_uri, MIN(p.did) AS did, MIN(CAST(p.event_time AS TIMESTAMP(3))) AS posted_at,
     SUM(CASE WHEN e.kind = 'like' THEN 1 ELSE 0 END) AS likes,
     SUM(CASE WHEN e.kind = 'repost' THEN 1 ELSE 0 END) AS reposts,
     SUM(CASE WHEN e.kind = 'reply' THEN 1 ELSE 0 END) AS replies,
@@ -267,7 +268,7 @@ FROM (
   FROM ({posts}) AS p, ({engagements}) AS e
   WHERE e.post_uri = p.post_uri AND e.event_time >= p.event_time
     AND e.event_time < p.event_time + INTERVAL '{opts.engagement_window_min}' MINUTE
-  GROUP BY p.post_uri, p.did, CAST(p.event_time AS TIMESTAMP(3))
+  GROUP BY p.post_uri
 )"""
 
 
