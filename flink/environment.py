@@ -199,8 +199,12 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()
     env = ensure(args.cache_dir)
-    paths = {"python": str(env.python), "jars": [str(j) for j in env.jars], "job_dir": str(HERE)}
-    print(json.dumps(paths, indent=2))
+    found = {
+        "python": str(env.python),
+        "jars": [str(j) for j in env.jars],
+        "env": env.process_env(),
+    }
+    print(json.dumps(found, indent=2))
 
 
 if __name__ == "__main__":

@@ -70,8 +70,6 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
     }
     if jars:  # locally; in a cluster image the connectors are in /opt/flink/lib already
         values["pipeline.jars"] = jars
-    if opts.scratch_dir:
-        values["io.tmp.dirs"] = opts.scratch_dir
     if opts.checkpoint_dir:
         values["execution.checkpointing.dir"] = opts.checkpoint_dir
     if opts.restore_from and streaming:

@@ -26,12 +26,8 @@ _REPOSITORY = Path(__file__).resolve().parents[3]
 class FlinkJobEnvironment:
     python: Path
     jars: tuple[Path, ...]
-    # the checkout's flink/: the venv holds PyFlink only, the job package comes from here
-    job_dir: Path
-
-    def process_env(self) -> dict[str, str]:
-        """Environment for the job's process."""
-        return {"PYTHONPATH": str(self.job_dir)}
+    # environment for the job's process, from flink/environment.py (the job package's path)
+    process_env: dict[str, str]
 
     @property
     def pipeline_jars(self) -> str:
@@ -65,7 +61,7 @@ def ensure_flink_environment(flink_dir: Path, cache_dir: Path) -> FlinkJobEnviro
     return FlinkJobEnvironment(
         python=Path(paths["python"]),
         jars=tuple(Path(j) for j in paths["jars"]),
-        job_dir=Path(paths["job_dir"]),
+        process_env=paths["env"],
     )
 
 

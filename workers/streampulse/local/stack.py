@@ -219,7 +219,7 @@ class LocalStack:
         flink_env = {
             "JVM_ARGS": f"-Xmx{local.flink_heap_mb}m",
             "PYTHONUNBUFFERED": "1",
-            **env.process_env(),
+            **env.process_env,
         }
         self.flink = self.child("flink", argv[1:], flink_env, program=argv[:1])
         rest_url = f"http://127.0.0.1:{rest_port}"
