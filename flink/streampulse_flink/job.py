@@ -21,23 +21,33 @@ from streampulse_flink.statements import inserts, setup
 log = logging.getLogger(__name__)
 
 
-def use_scratch_dir(scratch_dir: str) -> None:
-    """Point the JVM about to start (and this process) at ``scratch_dir`` for temporary files.
+# The local mini-cluster keeps the job's state on the heap (the hashmap state backend), a live
+# set that grows by hundreds of MB; G1, the JVM's default, keeps re-scanning it concurrently.
+# The parallel collector does not: the same backlog takes ~30 % less CPU (docs/benchmarks.md).
+LOCAL_COLLECTOR = "-XX:+UseParallelGC"
 
-    Flink's mini-cluster keeps blobs, extracted jars and spill files under ``java.io.tmpdir``;
-    a job that is killed leaves them there.
+
+def prepare_local_jvm(scratch_dir: str) -> None:
+    """Options for the mini-cluster's JVM, which PyFlink starts from ``JVM_ARGS``.
+
+    The caller's ``JVM_ARGS`` (heap size) come first; the parallel collector unless they choose
+    a collector; temporary files under ``scratch_dir`` when given. Flink keeps blobs, extracted
+    jars and spill files under ``java.io.tmpdir``, and a job that is killed leaves them there.
     """
-    path = Path(scratch_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    jvm_args = os.environ.get("JVM_ARGS", "")
-    os.environ["JVM_ARGS"] = f"{jvm_args} -Djava.io.tmpdir={path}".strip()
-    os.environ["TMPDIR"] = str(path)
-    tempfile.tempdir = str(path)
+    options = os.environ.get("JVM_ARGS", "").split()
+    if not any(option.startswith("-XX:+Use") and option.endswith("GC") for option in options):
+        options.append(LOCAL_COLLECTOR)
+    if scratch_dir:
+        path = Path(scratch_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        options.append(f"-Djava.io.tmpdir={path}")
+        os.environ["TMPDIR"] = str(path)
+        tempfile.tempdir = str(path)
+    os.environ["JVM_ARGS"] = " ".join(options)
 
 
 def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) -> TableEnvironment:
-    if opts.scratch_dir:
-        use_scratch_dir(opts.scratch_dir)
+    prepare_local_jvm(opts.scratch_dir)
     settings = (
         EnvironmentSettings.in_streaming_mode()
         if streaming

@@ -49,6 +49,26 @@ ENRICHMENT_FIELDS: tuple[tuple[str, str], ...] = (
 
 ENRICHED_FIELDS = RAW_FIELDS + ENRICHMENT_FIELDS
 
+# The fields the job reads from each topic. The sources declare only these (typed as above):
+# the JSON decoder skips the others without building values for them.
+RAW_READ = frozenset({
+    "event_id", "did", "time_us", "kind", "operation", "collection", "rkey", "langs",
+    "reply_parent", "hashtags", "subject_uri", "subject_did",
+})  # fmt: skip
+ENRICHED_READ = frozenset({
+    "event_id", "did", "time_us", "operation", "text", "langs", "created_at", "reply_root",
+    "reply_parent", "embed_type", "hashtags", "mentions", "links", "ingested_at_us",
+    "toxicity", "entities", "sentiment", "models", "enriched_at_us",
+})  # fmt: skip
+
+
+def read(fields: tuple[tuple[str, str], ...], names: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """The ``fields`` named in ``names``, in contract order; every name must be a field."""
+    unknown = names - {name for name, _ in fields}
+    if unknown:
+        raise ValueError(f"not in the topic's record: {sorted(unknown)}")
+    return tuple((name, sql_type) for name, sql_type in fields if name in names)
+
 
 def columns(fields: tuple[tuple[str, str], ...]) -> str:
     """The fields as DDL column definitions, one per line."""

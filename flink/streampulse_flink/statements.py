@@ -16,7 +16,14 @@ hour of engagement. Duplicates (same ``event_id``) are removed before anything i
 from __future__ import annotations
 
 from streampulse_flink.options import JobOptions
-from streampulse_flink.schemas import ENRICHED_FIELDS, RAW_FIELDS, columns
+from streampulse_flink.schemas import (
+    ENRICHED_FIELDS,
+    ENRICHED_READ,
+    RAW_FIELDS,
+    RAW_READ,
+    columns,
+    read,
+)
 from streampulse_flink.tables import CATALOG, TABLES, create_table
 
 POST = "app.bsky.feed.post"
@@ -47,7 +54,7 @@ def _source(name: str, topic: str, fields: tuple[tuple[str, str], ...], opts: Jo
 )"""
 
 
-def _unique_view(name: str, source: str) -> str:
+def _unique_view(name: str, source: str, fields: tuple[tuple[str, str], ...]) -> str:
     """Mark late records, then keep the first record of each event_id (insert-only).
 
     Late: the end of the record's minute (its last millisecond) is at or behind the watermark,
@@ -57,8 +64,11 @@ def _unique_view(name: str, source: str) -> str:
         "TIMESTAMPADD(MILLISECOND, 59999, FLOOR(event_time TO MINUTE))"
         " <= CURRENT_WATERMARK(event_time)"
     )
+    # Every input column but row_num: the deduplicated rows then pass on as they arrive from
+    # the shuffle (binary rows, cheap to hand to each consumer), without a projection.
+    kept = ", ".join([*(f"`{field}`" for field, _ in fields), "event_time", "proc_time", "is_late"])
     return f"""CREATE TEMPORARY VIEW {name} AS
-SELECT * FROM (
+SELECT {kept} FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proc_time ASC) AS row_num
   FROM (
     SELECT *, COALESCE({minute_closed}, FALSE) AS is_late
@@ -73,8 +83,14 @@ def _minute(column: str = "event_time") -> str:
 
 
 def _uri_did(column: str) -> str:
-    """The repository (author) DID of an ``at://did/collection/rkey`` URI."""
-    return f"REGEXP_EXTRACT({column}, '^at://([^/]+)', 1)"
+    """The repository (author) DID of an ``at://did/collection/rkey`` URI; NULL if not one.
+
+    A split, not REGEXP_EXTRACT, which compiles its pattern again for every record.
+    """
+    return (
+        f"CASE WHEN SUBSTRING({column}, 1, 5) = 'at://' "
+        f"THEN NULLIF(SPLIT_INDEX({column}, '/', 2), '') END"
+    )
 
 
 def _first_lang() -> str:
@@ -133,14 +149,16 @@ GROUP BY window_start, window_end, window_time""",
 
 def setup(opts: JobOptions) -> list[str]:
     """Catalog, database, tables, sources and views, in order."""
+    raw_fields = read(RAW_FIELDS, RAW_READ)
+    enriched_fields = read(ENRICHED_FIELDS, ENRICHED_READ)
     return [
         opts.catalog_sql(CATALOG),
         f"CREATE DATABASE IF NOT EXISTS `{CATALOG}`.`{opts.database}`",
         *(create_table(opts.database, name) for name in TABLES),
-        _source("raw_events", opts.raw_topic, RAW_FIELDS, opts),
-        _source("enriched_events", opts.enriched_topic, ENRICHED_FIELDS, opts),
-        _unique_view("raw_unique", "raw_events"),
-        _unique_view("enriched_unique", "enriched_events"),
+        _source("raw_events", opts.raw_topic, raw_fields, opts),
+        _source("enriched_events", opts.enriched_topic, enriched_fields, opts),
+        _unique_view("raw_unique", "raw_events", raw_fields),
+        _unique_view("enriched_unique", "enriched_events", enriched_fields),
         *_views(),
     ]
 
