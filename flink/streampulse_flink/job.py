@@ -44,8 +44,8 @@ def prepare_local_jvm(scratch_dir: str) -> None:
 
     The caller's ``JVM_ARGS`` (heap size) come first, with the initial heap set to the maximum;
     the parallel collector unless they choose a collector; temporary files under ``scratch_dir``
-    when given. Flink keeps blobs, extracted
-    jars and spill files under ``java.io.tmpdir``, and a job that is killed leaves them there.
+    when given. Flink keeps blobs, extracted jars and spill files under ``java.io.tmpdir``, and
+    a job that is killed leaves them there.
     """
     options = _with_fixed_heap(os.environ.get("JVM_ARGS", "").split())
     if not any(option.startswith("-XX:+Use") and option.endswith("GC") for option in options):

@@ -21,7 +21,6 @@ import os
 import statistics
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from streampulse.ingest.normalizing import normalize
 from streampulse.kafka import ensure_topics, producer_config
 from streampulse.lakehouse.reading import Lakehouse
 from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka, free_port
+from streampulse.local.status import fetch_flink_progress
 from streampulse.replay.streams import build_stream
 from streampulse.settings import KafkaSettings, PaimonSettings, ReplaySettings, Settings
 from tests.harness.flink import FlinkJob, flink_environment
@@ -129,10 +129,8 @@ def _wait_all_counted(
 def _wait_tasks_running(rest_url: str, deadline: float) -> float:
     """The monotonic time at which every task of the (only) job is running."""
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{rest_url}/jobs/overview", timeout=10) as response:
-            jobs = orjson.loads(response.read())["jobs"]
-        tasks = jobs[0]["tasks"] if jobs else {}
-        if tasks and tasks.get("running") == tasks.get("total"):
+        progress = fetch_flink_progress(rest_url)
+        if progress is not None and progress.all_tasks_running:
             return time.monotonic()
         time.sleep(0.1)
     raise AssertionError("the job's tasks did not all start")

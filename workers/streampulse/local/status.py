@@ -109,6 +109,13 @@ class FlinkProgress:
     state: str
     completed_checkpoints: int
     last_checkpoint_age_s: float | None
+    tasks_running: int
+    tasks_total: int
+
+    @property
+    def all_tasks_running(self) -> bool:
+        """Every task deployed and running (state restored, generated code compiled)."""
+        return 0 < self.tasks_total == self.tasks_running
 
 
 def _get_json(url: str) -> dict[str, object]:
@@ -132,7 +139,13 @@ def fetch_flink_progress(rest_url: str) -> FlinkProgress | None:
         acked_ms = latest["completed"].get("latest_ack_timestamp")
         if isinstance(acked_ms, int | float) and acked_ms > 0:
             age = max(0.0, time.time() - acked_ms / 1000)
-    return FlinkProgress(str(job.get("state", "?")), completed, age)
+    tasks = job.get("tasks")
+    running, total = (
+        (int(tasks.get("running", 0)), int(tasks.get("total", 0)))
+        if isinstance(tasks, dict)
+        else (0, 0)
+    )
+    return FlinkProgress(str(job.get("state", "?")), completed, age, running, total)
 
 
 def flink_line(progress: FlinkProgress | None) -> str:
