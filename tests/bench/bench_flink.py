@@ -129,7 +129,10 @@ def _wait_all_counted(
 def _wait_tasks_running(rest_url: str, deadline: float) -> float:
     """The monotonic time at which every task of the (only) job is running."""
     while time.monotonic() < deadline:
-        progress = fetch_flink_progress(rest_url)
+        try:
+            progress = fetch_flink_progress(rest_url)
+        except OSError:  # a slow answer while the tasks deploy on both cores: ask again
+            progress = None
         if progress is not None and progress.all_tasks_running:
             return time.monotonic()
         time.sleep(0.1)
