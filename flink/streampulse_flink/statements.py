@@ -85,12 +85,15 @@ def _minute(column: str = "event_time") -> str:
 def _uri_did(column: str) -> str:
     """The repository (author) DID of an ``at://did/collection/rkey`` URI; NULL if not one.
 
-    A split, not REGEXP_EXTRACT, which compiles its pattern again for every record.
+    Cut from the string as it is (LOCATE, SUBSTRING): REGEXP_EXTRACT compiles its pattern for
+    every record, and SPLIT_INDEX decodes the whole URI to Java characters and splits all of it.
     """
-    return (
-        f"CASE WHEN SUBSTRING({column}, 1, 5) = 'at://' "
-        f"THEN NULLIF(SPLIT_INDEX({column}, '/', 2), '') END"
+    slash = f"LOCATE('/', {column}, 6)"
+    did = (
+        f"CASE WHEN {slash} > 0 THEN SUBSTRING({column}, 6, {slash} - 6) "
+        f"ELSE SUBSTRING({column}, 6) END"
     )
+    return f"CASE WHEN SUBSTRING({column}, 1, 5) = 'at://' THEN NULLIF({did}, '') END"
 
 
 def _first_lang() -> str:
