@@ -7,9 +7,9 @@ are produced to Kafka first (2 partitions), then the job starts from the earlies
 
 - Throughput: events / (time from every task of the job running until every raw event is
   counted in ``volume_per_minute`` and every enriched post is in ``enriched_posts``, committed
-  by a checkpoint); a final event an hour later closes every window. The time before, from
-  submitting the job until its tasks run (deploying them, compiling their generated code,
-  joining the consumer group), is a one-time start-up cost, printed apart.
+  by a checkpoint); a final event an hour later, in every partition, closes every window. The
+  time before, from submitting the job until its tasks run (deploying them, compiling their
+  generated code, joining the consumer group), is a one-time start-up cost, printed apart.
 - Freshness: afterwards, posts produced at 20/s for a minute; each post's freshness is the time
   from its produce acknowledgement until it is readable in ``enriched_posts`` (polled through
   pypaimon every 0.25 s), with a 10 s checkpoint interval.
@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,27 +77,46 @@ def build_events(data_dir: Path | None) -> tuple[list[tuple[bytes, bytes]], list
     return raw, enriched
 
 
-def _produce(kafka: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+def _produce(
+    kafka: KafkaSettings,
+    topic: str,
+    records: list[tuple[bytes, bytes]],
+    closing: Sequence[tuple[int, bytes]] = (),
+) -> None:
+    """The records by key, then each closing record to its own partition."""
     producer = Producer(producer_config(kafka, client_id="bench-flink"))
-    for key, value in records:
+    sends: list[dict[str, Any]] = [{"key": key, "value": value} for key, value in records]
+    sends += [{"partition": partition, "value": value} for partition, value in closing]
+    for send in sends:
         while True:
             try:
-                producer.produce(topic, value=value, key=key)
+                producer.produce(topic, **send)
                 break
             except BufferError:
                 producer.poll(0.1)
     assert producer.flush(120) == 0
 
 
-def _closing_event(last_time_us: int) -> bytes:
-    """A like an hour of event time later: its watermark closes every window before it."""
+def _closing_events(last_time_us: int, partitions: int) -> list[tuple[int, bytes]]:
+    """(partition, like) an hour of event time later, for every partition of the raw topic.
+
+    Their watermark closes every window before them. Each partition needs its own: the source's
+    watermark is the least of its partitions', and a partition that has gone idle drops out of
+    it only while another is still active; once all are idle it stays where it was, so a
+    partition without the closing event would hold the last minute open.
+    """
     t = last_time_us + 3600 * 1_000_000
-    return orjson.dumps({
-        "schema_version": 1, "event_id": f"did:plc:bench/app.bsky.feed.like/close@{t}",
-        "did": "did:plc:bench", "time_us": t, "kind": "commit", "operation": "create",
-        "collection": "app.bsky.feed.like", "rkey": "close", "rev": "1", "cid": "c",
-        "ingested_at_us": t, "subject_uri": "at://did:plc:bench/app.bsky.feed.post/x",
-    })  # fmt: skip
+    events = []
+    for partition in range(partitions):
+        like = {
+            "schema_version": 1, "did": "did:plc:bench", "time_us": t,
+            "event_id": f"did:plc:bench/app.bsky.feed.like/close{partition}@{t}",
+            "kind": "commit", "operation": "create", "collection": "app.bsky.feed.like",
+            "rkey": f"close{partition}", "rev": "1", "cid": "c",
+            "ingested_at_us": t, "subject_uri": "at://did:plc:bench/app.bsky.feed.post/x",
+        }  # fmt: skip
+        events.append((partition, orjson.dumps(like)))
+    return events
 
 
 def _wait_all_counted(
@@ -241,8 +261,8 @@ def main() -> None:
             )  # fmt: skip
             ensure_topics(kafka, [kafka.raw_topic, kafka.enriched_topic])
             t0 = time.monotonic()
-            closing = (b"close", _closing_event(last_time_us))
-            _produce(kafka, kafka.raw_topic, [*raw, closing])
+            closing = _closing_events(last_time_us, kafka.partitions)
+            _produce(kafka, kafka.raw_topic, raw, closing)
             _produce(kafka, kafka.enriched_topic, [(b"k", v) for v in posts])
             print(f"produced {len(raw):,} raw + {len(posts):,} enriched in "
                   f"{time.monotonic() - t0:.1f}s", flush=True)  # fmt: skip
