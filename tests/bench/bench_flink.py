@@ -39,6 +39,7 @@ from streampulse.local.status import fetch_flink_progress
 from streampulse.replay.streams import build_stream
 from streampulse.settings import KafkaSettings, PaimonSettings, ReplaySettings, Settings
 from tests.harness.flink import FlinkJob, flink_environment
+from tests.harness.kube.process import wait_until
 
 EVENTS = int(os.environ.get("BENCH_FLINK_EVENTS", "500000"))
 FRESHNESS_RATE = 20.0
@@ -85,16 +86,21 @@ def _produce(
 ) -> None:
     """The records by key, then each closing record to its own partition."""
     producer = Producer(producer_config(kafka, client_id="bench-flink"))
-    sends: list[dict[str, Any]] = [{"key": key, "value": value} for key, value in records]
-    sends += [{"partition": partition, "value": value} for partition, value in closing]
-    for send in sends:
-        while True:
-            try:
-                producer.produce(topic, **send)
-                break
-            except BufferError:
-                producer.poll(0.1)
+    for key, value in records:
+        _send(producer, topic, value=value, key=key)
+    for partition, value in closing:
+        _send(producer, topic, value=value, partition=partition)
     assert producer.flush(120) == 0
+
+
+def _send(producer: Producer, topic: str, **message: Any) -> None:
+    """Produce one message, waiting for room in the producer's queue when it is full."""
+    while True:
+        try:
+            producer.produce(topic, **message)
+            return
+        except BufferError:
+            producer.poll(0.1)
 
 
 def _closing_events(last_time_us: int, partitions: int) -> list[tuple[int, bytes]]:
@@ -146,17 +152,10 @@ def _wait_all_counted(
     return None
 
 
-def _wait_tasks_running(rest_url: str, deadline: float) -> float:
-    """The monotonic time at which every task of the (only) job is running."""
-    while time.monotonic() < deadline:
-        try:
-            progress = fetch_flink_progress(rest_url)
-        except OSError:  # a slow answer while the tasks deploy on both cores: ask again
-            progress = None
-        if progress is not None and progress.all_tasks_running:
-            return time.monotonic()
-        time.sleep(0.1)
-    raise AssertionError("the job's tasks did not all start")
+def _tasks_running_at(rest_url: str) -> float | None:
+    """Now (monotonic) if every task of the (only) job is running, else None."""
+    progress = fetch_flink_progress(rest_url)
+    return time.monotonic() if progress is not None and progress.all_tasks_running else None
 
 
 def run_throughput(
@@ -188,7 +187,11 @@ def run_throughput(
     )
     job.wait_started(timeout_s=300)
     submitted = time.monotonic()
-    running = _wait_tasks_running(f"http://127.0.0.1:{rest_port}", deadline=submitted + 300)
+    # a REST answer slower than the reader's timeout while the tasks deploy is asked again
+    running: float = wait_until(
+        lambda: _tasks_running_at(f"http://127.0.0.1:{rest_port}"),
+        timeout=300, what="every task of the job running", interval=0.1,
+    )  # fmt: skip
     finished = _wait_all_counted(lakehouse, expected, deadline=running + 1800)
     if finished is not None:
         return running - submitted, finished - running, job, lakehouse
