@@ -1,0 +1,14 @@
+"""A real single-node Kubernetes cluster on this machine, built from Debian packages and the Go
+module proxy: the Docker engine, base images, the node image and the cluster (docs/cluster.md)."""
+
+from tests.harness.cluster.common import ClusterError, Progress
+from tests.harness.cluster.engine import Engine, ensure_engine, find_engine, stop_engine
+
+__all__ = [
+    "ClusterError",
+    "Engine",
+    "Progress",
+    "ensure_engine",
+    "find_engine",
+    "stop_engine",
+]
