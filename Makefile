@@ -17,6 +17,10 @@ SHARED_DIR ?= $(abspath ../shared)
 export STREAMPULSE_REPLAY__DATA_DIR ?= $(SHARED_DIR)/data/jetstream
 export STREAMPULSE_JETSTREAM__ZSTD_DICTIONARY ?= $(STREAMPULSE_REPLAY__DATA_DIR)/zstd_dictionary_v1.bin
 export STREAMPULSE_TEST_K8S_CRDS_DIR ?= $(SHARED_DIR)/k8s-crds
+# Strimzi's supported Kafka versions (kafka-versions.yaml of the Strimzi release the operator targets)
+export STREAMPULSE_TEST_UPSTREAM_DIR ?= $(SHARED_DIR)/upstream
+# The Gateway API CRDs (HTTPRoute), fetched from the Go module proxy by `make kube`
+export STREAMPULSE_TEST_GATEWAY_API_CRDS_DIR ?= $(STREAMPULSE_CACHE_DIR)/gateway-api-v1.6.3/crds
 
 PYTEST := $(BIN)/pytest
 PACKAGES := workers/streampulse operator/streampulse_operator
@@ -39,7 +43,7 @@ kafka: venv ## Fetch Apache Kafka from Maven Central into the cache
 	$(BIN)/streampulse local fetch-kafka
 
 .PHONY: kube
-kube: venv ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kwok and helm v4 into the cache
+kube: venv ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kwok and helm v4 (and fetch the Gateway API CRDs) into the cache
 	$(BIN)/python -m tests.harness.kube
 
 .PHONY: flink-env
@@ -71,7 +75,7 @@ fmt: venv ## Format and auto-fix
 	$(BIN)/ruff check --fix workers operator tests flink
 
 .PHONY: test-unit
-test-unit: venv ## Unit tests (no network)
+test-unit: venv kube ## Unit tests (no network; the Gateway API CRDs come with `make kube`)
 	$(PYTEST) tests/unit -m unit
 
 .PHONY: browser

@@ -45,7 +45,7 @@ def main() -> None:
         else None
     )
     kopf.run(
-        registry=register(settings),
+        registry=register(),
         memo=kopf.Memo(settings=settings),
         standalone=True,  # one active replica: the chart runs one pod with Recreate
         clusterwide=not settings.namespaces,

@@ -1,5 +1,10 @@
 """Every kind of child the operator applies, observes and prunes, in one table. The chart's RBAC
-grants exactly these (a unit test keeps the two in step)."""
+grants exactly these (a unit test keeps the two in step).
+
+Secrets are the exception: the operator creates the managed MinIO's credentials once and never
+reads, lists or deletes a Secret (it has ``create`` on Secrets and nothing else), so it cannot
+read credentials it did not create. The credentials Secret is garbage-collected with its
+StreamPulse through its owner reference."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ class ChildKind:
     version: str
     kind: str
     plural: str
+    listed: bool = True  # listed (observed and pruned) by label; False: create-only
 
     @property
     def api_version(self) -> str:
@@ -23,14 +29,17 @@ class ChildKind:
 
 CHILD_KINDS = (
     ChildKind("", "v1", "ConfigMap", "configmaps"),
-    ChildKind("", "v1", "Secret", "secrets"),
+    ChildKind("", "v1", "Secret", "secrets", listed=False),
     ChildKind("", "v1", "Service", "services"),
+    ChildKind("", "v1", "ServiceAccount", "serviceaccounts"),
+    ChildKind("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
     ChildKind("apps", "v1", "Deployment", "deployments"),
     ChildKind("apps", "v1", "StatefulSet", "statefulsets"),
     ChildKind("batch", "v1", "Job", "jobs"),
     ChildKind("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     ChildKind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-    ChildKind("networking.k8s.io", "v1", "Ingress", "ingresses"),
+    ChildKind("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
+    ChildKind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
     ChildKind("kafka.strimzi.io", "v1", "Kafka", "kafkas"),
     ChildKind("kafka.strimzi.io", "v1", "KafkaNodePool", "kafkanodepools"),
     ChildKind("kafka.strimzi.io", "v1", "KafkaTopic", "kafkatopics"),
@@ -38,6 +47,7 @@ CHILD_KINDS = (
     ChildKind("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
     ChildKind("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors"),
 )
+LISTED_KINDS = tuple(kind for kind in CHILD_KINDS if kind.listed)
 STREAMPULSE = ChildKind("streampulse.io", "v1alpha1", "StreamPulse", "streampulses")
 _BY_KIND = {(k.api_version, k.kind): k for k in CHILD_KINDS}
 

@@ -1,37 +1,67 @@
-"""Reconciling one StreamPulse: render its children, apply them server-side, prune the ones no
-longer declared, read the children back and compute the status. The only module that talks to
-the API server; library errors become ``ReconcileError`` here."""
+"""Reconciling one StreamPulse: observe its children, apply the rendered ones server-side (in
+dependency order), prune the ones no longer declared, hand model replicas to their HPAs and
+compute the status. The only module that changes objects through the API server; library errors
+become per-child messages here and never stop the other children.
+
+One reconcile:
+
+1. **observe**: list this owner's children of every listed kind by label (a kind the API server
+   does not serve answers 404: its CRD is missing, reported as ``DependencyMissing``);
+2. **apply**: every rendered child whose kind is served, except children of a component that
+   waits for its dependencies (``status.DEPENDS_ON``) and has not been created yet;
+3. **scale**: a model Deployment below its HPA's minimum (new, or resumed) is raised through the
+   ``/scale`` subresource, to the count it had before a suspension if that is higher;
+4. **prune**: children of this owner that are no longer rendered are deleted;
+5. **status**: from the objects the apply returned (or observed).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from lightkube import ApiError, AsyncClient
-from lightkube.types import CascadeType
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.types import CascadeType, PatchType
 
 from streampulse_operator import kinds
 from streampulse_operator.manifests import Manifest, render
 from streampulse_operator.manifests import common as c
 from streampulse_operator.manifests.lakehouse import ACCESS_KEY, SECRET_KEY, credentials_secret_name
-from streampulse_operator.manifests.models import HPA_MANAGED
+from streampulse_operator.manifests.models import HPA_MANAGED, RESUME_REPLICAS
 from streampulse_operator.settings import OperatorSettings
 from streampulse_operator.spec import Owner, StreamPulseSpec
-from streampulse_operator.status import READINESS_KINDS, key_of, summarize
+from streampulse_operator.status import (
+    DEPENDS_ON,
+    Observation,
+    child_state,
+    component_of,
+    key_of,
+    summarize,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 NOT_FOUND = 404
+CONFLICT = 409
 TOO_MANY_REQUESTS = 429
+# The /scale writes have a field manager of their own: an Update, never the Apply that owns the
+# rest of the Deployment, so a later apply without replicas leaves them to the HPA.
+SCALE_FIELD_MANAGER_SUFFIX = "-scale"
 
 
 class ReconcileError(RuntimeError):
-    """Children could not be applied; the message says which and why (never with values)."""
+    """This round of reconciling could not run (the children could not be observed); the
+    next round tries again and the status is left as it was."""
+
+
+class InvalidSpec(ReconcileError):
+    """The resource's spec does not render (the CRD's validation should have refused it)."""
 
 
 @dataclass
@@ -39,6 +69,7 @@ class Outcome:
     status: dict[str, Any]
     applied: int = 0
     pruned: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def owner_of(resource: Mapping[str, Any]) -> Owner:
@@ -59,38 +90,93 @@ def _status_code(exc: ApiError) -> int:
     return int(exc.status.code or 0)
 
 
+def _replicas(obj: Mapping[str, Any] | None) -> int:
+    return int(((obj or {}).get("spec") or {}).get("replicas") or 0)
+
+
+def waiting_components(
+    manifests: Iterable[Manifest], live: Mapping[str, Mapping[str, Any] | None]
+) -> dict[str, list[str]]:
+    """Components whose children are not created yet while a dependency is not ready."""
+    states: dict[str, list[bool]] = {}
+    started: set[str] = set()
+    for manifest in manifests:
+        component = component_of(manifest)
+        key = key_of(manifest)
+        if live.get(key) is not None:
+            started.add(component)
+        if manifest["kind"] in {"Kafka", "KafkaTopic", "StatefulSet", "Job"}:
+            states.setdefault(component, []).append(child_state(manifest, live.get(key)).ready)
+    ready = {name for name, values in states.items() if all(values)}
+    ready |= {name for name in ("Kafka", "Lakehouse") if name not in states}  # external
+    return {
+        component: [f"{dep}Ready" for dep in deps if dep not in ready]
+        for component, deps in DEPENDS_ON.items()
+        if component not in started and not set(deps) <= ready
+    }
+
+
 class Reconciler:
     def __init__(self, client: AsyncClient, settings: OperatorSettings) -> None:
         self.client = client
         self.settings = settings
         self._limit = asyncio.Semaphore(settings.apply_concurrency)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, uid: str) -> asyncio.Lock:
+        """One reconcile at a time per resource (the handlers and the resync loop share it)."""
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    def forget(self, uid: str) -> None:
+        self._locks.pop(uid, None)
 
     async def reconcile(self, resource: Mapping[str, Any]) -> Outcome:
         owner = owner_of(resource)
-        spec = StreamPulseSpec.model_validate(resource.get("spec") or {})
-        manifests = render(owner, spec)
-        if spec.lakehouse.mode == "Managed":
-            await self.ensure_credentials(owner, spec)
-        errors = [
-            e for e in await self._gather(self.apply, manifests) if isinstance(e, BaseException)
-        ]
-        if errors:
-            raise ReconcileError("; ".join(str(e) for e in errors[:5]))
-        desired = {key_of(m) for m in manifests}
-        if spec.lakehouse.mode == "Managed":
-            desired.add(f"Secret/{credentials_secret_name(owner, spec)}")
-        pruned = await self.prune(owner, desired)
-        watched = [m for m in manifests if m["kind"] in READINESS_KINDS]
-        observed = await self._gather(self.read, watched)
-        live = {
-            key_of(m): (None if isinstance(o, BaseException) else o)
-            for m, o in zip(watched, observed, strict=True)
+        try:
+            spec = StreamPulseSpec.model_validate(resource.get("spec") or {})
+            manifests = render(owner, spec)
+        except ValueError as exc:
+            raise InvalidSpec(f"the spec does not render: {exc}") from exc
+        try:
+            live, missing_kinds = await self.observe(owner)
+        except ApiError as exc:
+            raise ReconcileError(f"observing the children failed: {exc.status.message}") from exc
+        missing = {
+            key_of(m): f"{m['apiVersion']} {m['kind']}"
+            for m in manifests
+            if (m["apiVersion"], m["kind"]) in missing_kinds
         }
+        waiting = waiting_components(manifests, live)
+        to_apply = [
+            m for m in manifests if key_of(m) not in missing and component_of(m) not in waiting
+        ]
+        errors: dict[str, str] = {}
+        if spec.lakehouse.mode == "Managed":
+            try:
+                await self.ensure_credentials(owner, spec)
+            except ApiError as exc:
+                errors[f"Secret/{credentials_secret_name(owner, spec)}"] = exc.status.message or ""
+        results = await self._gather(lambda m: self.apply(m, live.get(key_of(m))), to_apply)
+        after = dict(live)
+        for manifest, result in zip(to_apply, results, strict=True):
+            if isinstance(result, BaseException):
+                errors[key_of(manifest)] = str(result)
+            else:
+                after[key_of(manifest)] = result
+        await self.hand_to_autoscalers(manifests, live, after, errors)
+        desired = {key_of(m) for m in manifests}
+        pruned = await self.prune(owner, desired, live)
+        seen = Observation(
+            live=after,
+            apply_errors={k: v for k, v in errors.items() if k in desired},
+            missing_apis=missing,
+            waiting=waiting,
+        )
         previous = (resource.get("status") or {}).get("conditions") or []
         status = summarize(
-            owner, spec, manifests, live, previous_conditions=previous, now=now_rfc3339()
+            owner, spec, manifests, seen, previous_conditions=previous, now=now_rfc3339()
         )
-        return Outcome(status=status, applied=len(manifests), pruned=pruned)
+        return Outcome(status=status, applied=len(to_apply), pruned=pruned, errors=errors)
 
     async def _gather(
         self, call: Callable[[Manifest], Awaitable[T]], items: list[Manifest]
@@ -101,52 +187,106 @@ class Reconciler:
 
         return await asyncio.gather(*(limited(i) for i in items), return_exceptions=True)
 
-    async def apply(self, manifest: Manifest) -> None:
+    # -- observe --------------------------------------------------------------------------------
+
+    async def observe(
+        self, owner: Owner
+    ) -> tuple[dict[str, dict[str, Any] | None], set[tuple[str, str]]]:
+        """This owner's children by ``Kind/name``, and the kinds the API server does not serve."""
+        selector: dict[str, Any] = {
+            c.INSTANCE_LABEL: owner.name,
+            "app.kubernetes.io/managed-by": c.MANAGED_BY,
+        }
+
+        async def listed(kind: kinds.ChildKind) -> list[dict[str, Any]]:
+            cls = kinds.resource_class(kind)
+            async with self._limit:
+                return [
+                    dict(o)
+                    async for o in self.client.list(cls, namespace=owner.namespace, labels=selector)
+                ]
+
+        found = await asyncio.gather(
+            *(listed(k) for k in kinds.LISTED_KINDS), return_exceptions=True
+        )
+        live: dict[str, dict[str, Any] | None] = {}
+        missing: set[tuple[str, str]] = set()
+        for kind, result in zip(kinds.LISTED_KINDS, found, strict=True):
+            if isinstance(result, ApiError) and _status_code(result) == NOT_FOUND:
+                missing.add((kind.api_version, kind.kind))
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            for obj in result:
+                owners = {ref.get("uid") for ref in obj["metadata"].get("ownerReferences") or []}
+                if owner.uid in owners:
+                    live[f"{kind.kind}/{obj['metadata']['name']}"] = obj
+        return live, missing
+
+    # -- apply ----------------------------------------------------------------------------------
+
+    async def apply(self, manifest: Manifest, live: Mapping[str, Any] | None) -> dict[str, Any]:
         kind = kinds.child_kind(manifest["apiVersion"], manifest["kind"])
-        cls = kinds.resource_class(kind)
-        meta = manifest["metadata"]
         body = manifest
-        if meta.get("annotations", {}).get(HPA_MANAGED) == "true":
-            live = await self.read(manifest)
-            if live is not None and int(live.get("spec", {}).get("replicas") or 0) > 0:
-                # The HPA owns spec.replicas of a running Deployment; only (re)starts set it.
-                body = {
-                    **manifest,
-                    "spec": {k: v for k, v in manifest["spec"].items() if k != "replicas"},
-                }
+        annotations = manifest["metadata"].get("annotations") or {}
+        if annotations.get(HPA_MANAGED) == "true" and "replicas" in manifest["spec"]:
+            body = _remember_replicas(manifest, live)
         try:
-            await self.client.apply(
-                cls(**body), field_manager=self.settings.field_manager, force=True
+            applied = await self.client.apply(
+                kinds.resource_class(kind)(**body),
+                field_manager=self.settings.field_manager,
+                force=True,
             )
         except ApiError as exc:
             raise ReconcileError(
                 f"applying {key_of(manifest)} failed: {exc.status.message}"
             ) from exc
+        return dict(applied)
 
-    async def read(self, manifest: Manifest) -> dict[str, Any] | None:
-        kind = kinds.child_kind(manifest["apiVersion"], manifest["kind"])
-        meta = manifest["metadata"]
-        try:
-            obj = await self.client.get(
-                kinds.resource_class(kind), meta["name"], namespace=meta["namespace"]
-            )
-        except ApiError as exc:
-            if _status_code(exc) == NOT_FOUND:
-                return None
-            raise
-        return dict(obj)
+    async def hand_to_autoscalers(
+        self,
+        manifests: Iterable[Manifest],
+        before: Mapping[str, Mapping[str, Any] | None],
+        after: Mapping[str, Mapping[str, Any] | None],
+        errors: dict[str, str],
+    ) -> None:
+        """Raise each autoscaled Deployment below its HPA's minimum (new, or just resumed) to
+        that minimum, or to its count before the suspension (within the HPA's bounds)."""
+        for hpa in (m for m in manifests if m["kind"] == "HorizontalPodAutoscaler"):
+            target = hpa["spec"]["scaleTargetRef"]["name"]
+            key = f"Deployment/{target}"
+            current = after.get(key)
+            if current is None:
+                continue
+            low, high = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
+            previous = before.get(key)
+            remembered = (previous or {}).get("metadata", {}).get("annotations") or {}
+            wanted = max(low, min(high, int(remembered.get(RESUME_REPLICAS) or 0)))
+            resumed = previous is not None and _replicas(previous) == 0
+            have = _replicas(current)
+            if have >= wanted or (have >= low and not resumed):
+                continue
+            try:
+                await self.client.patch(
+                    Deployment.Scale,
+                    target,
+                    {"spec": {"replicas": wanted}},
+                    namespace=hpa["metadata"]["namespace"],
+                    patch_type=PatchType.MERGE,
+                    field_manager=self.settings.field_manager + SCALE_FIELD_MANAGER_SUFFIX,
+                )
+            except ApiError as exc:
+                errors[key] = f"scaling {key} to {wanted} failed: {exc.status.message}"
+            else:
+                logger.info("scaled %s to %d for its autoscaler", key, wanted)
 
     async def ensure_credentials(self, owner: Owner, spec: StreamPulseSpec) -> None:
-        """Create MinIO's credentials once, with random values; they live only in the Secret."""
+        """Create MinIO's credentials once, with random values; they live only in the Secret.
+
+        Create-only: an existing Secret answers 409 and is left as it is. The operator never
+        reads a Secret (it is not allowed to)."""
         name = credentials_secret_name(owner, spec)
-        secret_kind = kinds.child_kind("v1", "Secret")
-        cls = kinds.resource_class(secret_kind)
-        try:
-            await self.client.get(cls, name, namespace=owner.namespace)
-            return
-        except ApiError as exc:
-            if _status_code(exc) != NOT_FOUND:
-                raise
+        cls = kinds.resource_class(kinds.child_kind("v1", "Secret"))
         secret: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -160,44 +300,52 @@ class Reconciler:
         try:
             await self.client.create(cls(**secret), field_manager=self.settings.field_manager)
         except ApiError as exc:
-            if _status_code(exc) != 409:  # created concurrently: fine
-                raise
+            if _status_code(exc) == CONFLICT:
+                return
+            raise
         logger.info("created lakehouse credentials Secret %s/%s", owner.namespace, name)
 
-    async def prune(self, owner: Owner, desired: set[str]) -> list[str]:
+    # -- prune ----------------------------------------------------------------------------------
+
+    async def prune(
+        self, owner: Owner, desired: set[str], live: Mapping[str, Mapping[str, Any] | None]
+    ) -> list[str]:
         """Delete children of this owner that are no longer declared."""
-        selector: dict[str, Any] = {
-            c.INSTANCE_LABEL: owner.name,
-            "app.kubernetes.io/managed-by": c.MANAGED_BY,
-        }
         pruned: list[str] = []
-        for kind in kinds.CHILD_KINDS:
-            cls = kinds.resource_class(kind)
+        for key, obj in live.items():
+            if key in desired or obj is None:
+                continue
+            kind_name, name = key.split("/", 1)
+            kind = next(k for k in kinds.LISTED_KINDS if k.kind == kind_name)
             try:
-                found = [
-                    dict(o)
-                    async for o in self.client.list(cls, namespace=owner.namespace, labels=selector)
-                ]
+                await self.client.delete(
+                    kinds.resource_class(kind),
+                    name,
+                    namespace=owner.namespace,
+                    cascade=CascadeType.BACKGROUND,
+                )
             except ApiError as exc:
-                # 404: that API is not installed; 429/5xx: try again on the next resync
-                if _status_code(exc) == NOT_FOUND or _status_code(exc) >= TOO_MANY_REQUESTS:
-                    logger.debug("not pruning %s now: %s", kind.kind, exc.status.message)
+                if _status_code(exc) != NOT_FOUND:
+                    logger.warning("pruning %s failed: %s", key, exc.status.message)
                     continue
-                raise
-            for obj in found:
-                meta = obj["metadata"]
-                key = f"{kind.kind}/{meta['name']}"
-                owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
-                if key in desired or owner.uid not in owners:
-                    continue
-                try:
-                    await self.client.delete(
-                        cls, meta["name"], namespace=owner.namespace, cascade=CascadeType.BACKGROUND
-                    )
-                except ApiError as exc:
-                    if _status_code(exc) != NOT_FOUND:
-                        raise
-                pruned.append(key)
+            pruned.append(key)
         if pruned:
             logger.info("pruned %s from %s/%s", ", ".join(pruned), owner.namespace, owner.name)
         return pruned
+
+
+def _remember_replicas(manifest: Manifest, live: Mapping[str, Any] | None) -> Manifest:
+    """A suspended autoscaled Deployment keeps the HPA's count in an annotation, restored on
+    resume: taken from the running Deployment, or carried over while it stays suspended."""
+    annotations = (live or {}).get("metadata", {}).get("annotations") or {}
+    count = _replicas(live) or int(annotations.get(RESUME_REPLICAS) or 0)
+    if not count:
+        return manifest
+    meta = manifest["metadata"]
+    return {
+        **manifest,
+        "metadata": {
+            **meta,
+            "annotations": {**meta.get("annotations", {}), RESUME_REPLICAS: str(count)},
+        },
+    }

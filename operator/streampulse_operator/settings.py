@@ -28,13 +28,27 @@ class OperatorSettings(BaseSettings):
     resync_interval_s: float = Field(
         10.0,
         gt=0,
-        description="Seconds between reconciles of an unchanged resource. Repairs drift (an "
+        description="Seconds between resync passes over every resource. Repairs drift (an "
         "edited or deleted child) and refreshes status; 10 s keeps repairs well under 30 s.",
     )
     apply_concurrency: int = Field(
         8, ge=1, le=64, description="API requests in flight per resource while reconciling."
     )
-    api_timeout_s: float = Field(15.0, gt=0, description="Timeout of one API request, in seconds.")
+    api_timeout_s: float = Field(
+        15.0, gt=0, description="Timeout of one API request (and of a connect), in seconds."
+    )
+    watch_server_timeout_s: int = Field(
+        300,
+        ge=10,
+        description="Seconds the API server keeps one watch request open; the client gives up "
+        "30 s later, so a half-open watch connection is replaced within that time.",
+    )
+    watch_stall_s: float = Field(
+        60.0,
+        gt=0,
+        description="A change the resync listed but the watch has not delivered for this long "
+        "means the watch is stuck: the liveness probe fails and the kubelet restarts the pod.",
+    )
     health_host: str = Field(
         "0.0.0.0",  # noqa: S104 - the probe must reach it from the kubelet
         description="Bind address of the liveness endpoint.",

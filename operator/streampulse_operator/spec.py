@@ -8,11 +8,19 @@ The API server has already defaulted and validated every object the operator see
 # ruff: noqa: N815 - field names are the CRD's camelCase names
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Mode = Literal["Managed", "External"]
+# The Kafka versions the targeted Strimzi release runs (its kafka-versions.yaml, `supported:
+# true`). The CRD's enum must equal this list (a unit test checks both against Strimzi's file).
+STRIMZI_VERSION = "1.2.0"
+KafkaVersion = Literal["4.2.0", "4.2.1", "4.3.0", "4.3.1"]
+SUPPORTED_KAFKA_VERSIONS: tuple[str, ...] = get_args(KafkaVersion)
+DEFAULT_KAFKA_VERSION: KafkaVersion = "4.3.1"  # Strimzi 1.2.0's default
+# Topics are replicated to at most this many brokers unless a topic says otherwise.
+DEFAULT_TOPIC_REPLICAS = 3
 Task = Literal["multi_label_classification", "single_label_classification", "token_classification"]
 
 DEFAULT_JETSTREAM_ENDPOINTS = (
@@ -69,7 +77,7 @@ class Source(_Spec):
 class Kafka(_Spec):
     mode: Mode = "Managed"
     bootstrapServers: str | None = None
-    version: str = "4.1.0"
+    version: KafkaVersion = DEFAULT_KAFKA_VERSION
     replicas: int = 1
     storage: Storage = Storage()
     resources: Resources = Resources()
@@ -78,7 +86,8 @@ class Kafka(_Spec):
 class Topic(_Spec):
     name: str
     partitions: int = 6
-    replicas: int = 1
+    replicas: int | None = None
+    minInSyncReplicas: int | None = None
     retentionHours: int = 24
 
 
@@ -108,10 +117,12 @@ DEFAULT_MODELS = (
 
 
 class Gateway(_Spec):
-    url: str = "http://ingress-nginx-controller.ingress-nginx.svc"
-    ingressClassName: str = "nginx"
-    host: str | None = None
-    tlsSecretName: str | None = None
+    """Gateway API HTTPRoutes publishing the model APIs (none without ``gatewayName``)."""
+
+    gatewayName: str | None = None
+    gatewayNamespace: str | None = None
+    sectionName: str | None = None
+    hostnames: tuple[str, ...] = ()
 
 
 class Ingestion(_Spec):
@@ -164,6 +175,14 @@ class Observability(_Spec):
     logFormat: Literal["json", "text"] = "json"
 
 
+class NetworkPolicies(_Spec):
+    enabled: bool = True
+    prometheusNamespace: str = ""
+    prometheusPodLabels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "prometheus"}
+    )
+
+
 class StreamPulseSpec(_Spec):
     suspend: bool = False
     image: Image = Image()
@@ -178,6 +197,7 @@ class StreamPulseSpec(_Spec):
     lakehouse: Lakehouse = Lakehouse()
     trino: Trino = Trino()
     observability: Observability = Observability()
+    networkPolicies: NetworkPolicies = NetworkPolicies()
 
 
 class Owner(_Spec):

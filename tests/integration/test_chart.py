@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from streampulse_operator.kinds import CHILD_KINDS, LISTED_KINDS
+from streampulse_operator.manifests.flink import CLUSTER_ROLE
 from tests.harness.kube import ensure_binaries
 
 pytestmark = pytest.mark.integration
@@ -63,6 +65,54 @@ def test_rbac_has_no_wildcards_and_one_active_replica() -> None:
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+def _rules(doc: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in doc["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_the_operator_may_do_exactly_what_it_does() -> None:
+    """list, patch (server-side apply) and delete on every listed child kind; Secrets: create
+    only (never read); the Flink job's ClusterRole: bind only; nothing else on children."""
+    roles = {d["metadata"]["name"]: d for d in _rendered() if d["kind"] == "ClusterRole"}
+    operator, flink = roles["streampulse"], roles[CLUSTER_ROLE]
+    granted = _rules(operator)
+    for kind in LISTED_KINDS:
+        for verb in ("list", "patch", "delete"):
+            assert (kind.group, kind.plural, verb) in granted, (kind, verb)
+    children = {(k.group, k.plural) for k in CHILD_KINDS}
+    extra = {(g, r, v) for g, r, v in granted if (g, r) in children} - {
+        (k.group, k.plural, v) for k in LISTED_KINDS for v in ("list", "patch", "delete")
+    }
+    assert extra == {("", "secrets", "create")}
+    assert ("rbac.authorization.k8s.io", "clusterroles", "bind") in granted
+    (bind,) = [r for r in operator["rules"] if "bind" in r["verbs"]]
+    assert bind["resourceNames"] == [CLUSTER_ROLE]
+    assert ("streampulse.io", "streampulses/finalizers", "update") in granted
+    assert not {(g, r, v) for g, r, v in granted if r == "secrets" and v != "create"}
+    # Flink's native Kubernetes mode: task manager pods and HA ConfigMaps
+    for resource in ("pods", "configmaps"):
+        for verb in ("get", "list", "watch", "create", "update", "delete"):
+            assert ("", resource, verb) in _rules(flink)
+
+
+def test_watch_namespaces_grant_rights_in_those_namespaces_only() -> None:
+    docs = _rendered("watchNamespaces={team-a,team-b}")
+    assert not [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for binding in bindings:
+        assert binding["roleRef"]["name"] == "streampulse"
+        (subject,) = binding["subjects"]
+        assert (subject["name"], subject["namespace"]) == ("streampulse", "streampulse-system")
+    (everywhere,) = [d for d in _rendered() if d["kind"] == "ClusterRoleBinding"]
+    assert everywhere["roleRef"]["name"] == "streampulse"
 
 
 def test_values_schema_rejects_bad_values() -> None:

@@ -16,6 +16,7 @@ import uvloop
 
 from streampulse.enrich.worker import EnrichWorker
 from streampulse.errors import InfrastructureError
+from streampulse.health import Heartbeat, serve_health
 from streampulse.ingest.worker import IngestWorker
 from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
 from streampulse.local.runs import RunRecord, alive, remove_record, stop_run
@@ -32,6 +33,10 @@ from streampulse.tracing import (
     RootSpans,
     tracing_for,
 )
+
+# A worker whose event loop has not run for this long is reported dead to the kubelet: well
+# above any pause of a healthy loop (a Kafka flush, a slow batch), well below a hang.
+HEARTBEAT_STALE_S = 30.0
 
 app = typer.Typer(
     help="StreamPulse: real-time analytics of the Bluesky firehose.",
@@ -67,6 +72,7 @@ def serve_models(
         updates["model_dirs"] = tuple(model_dir)
     if port is not None:
         updates["port"] = port
+    serve_metrics(settings.metrics_port, settings.bind_host)
     try:
         with tracing_for(settings.telemetry, SERVICE_MODEL_SERVER):
             serve(settings.serving.model_copy(update=updates))
@@ -137,14 +143,16 @@ def ingest(
         update={"stop_after_events": stop_after or settings.ingest.stop_after_events}
     )
     settings = settings.model_copy(update={"jetstream": jetstream, "ingest": ingest_settings})
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.bind_host)
+    heartbeat = Heartbeat(HEARTBEAT_STALE_S)
+    serve_health(settings.bind_host, settings.health_port, heartbeat)
     with tracing_for(settings.telemetry, SERVICE_INGEST) as provider:
         post_traces = (
             RootSpans(provider, settings.telemetry.trace_sample_ratio, "streampulse.ingest")
             if provider
             else None
         )
-        worker = IngestWorker(settings, _read_dictionary(settings), post_traces)
+        worker = IngestWorker(settings, _read_dictionary(settings), post_traces, heartbeat)
         summary = uvloop.run(worker.run())
     typer.echo(f"ingest-summary {summary.to_json()}")
 
@@ -162,9 +170,11 @@ def enrich(
             {**settings.enrich.model_dump(), "delivery": delivery}
         )
         settings = settings.model_copy(update={"enrich": enrich_settings})
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.bind_host)
+    heartbeat = Heartbeat(HEARTBEAT_STALE_S)
+    serve_health(settings.bind_host, settings.health_port, heartbeat)
     with tracing_for(settings.telemetry, SERVICE_ENRICH):
-        summary = uvloop.run(EnrichWorker(settings).run())
+        summary = uvloop.run(EnrichWorker(settings, heartbeat=heartbeat).run())
     typer.echo(f"enrich-summary {summary.to_json()}")
 
 

@@ -38,7 +38,11 @@ class KafkaSettings(_Group):
         6, ge=1, le=1024, description="Partitions for topics the workers create (one per core)."
     )
     replication_factor: int = Field(
-        1, ge=1, le=7, description="Replication of created topics; 3 on a real cluster."
+        1,
+        ge=-1,
+        le=9,
+        description="Replication of created topics; 3 on a real cluster; -1: the brokers' "
+        "default.replication.factor.",
     )
     retention_ms: int = Field(
         7 * 24 * 3600 * 1000,
@@ -334,7 +338,13 @@ class EnrichSettings(_Group):
 
     gateway_url: str = Field(
         "http://127.0.0.1:8500",
-        description="Base URL of the model gateway; models answer at /v1/models/<name>:predict.",
+        description="Base URL of the model server(s); models answer at /v1/models/<name>:predict.",
+    )
+    model_urls: dict[str, str] = Field(
+        {},
+        description='Base URL per model, as JSON ({"toxicity": "http://...:8500"}): in a '
+        "cluster each model's own Service (the operator sets it). A model not named here is "
+        "called at gateway_url.",
     )
     models: tuple[str, ...] = Field(
         ("toxicity", "ner", "sentiment"), description="Models every post is scored by."
@@ -427,6 +437,17 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Prometheus /metrics port of this process; 0: off."
+    )
+    health_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the worker's /healthz and /readyz (the kubelet's probes); 0: off.",
+    )
+    bind_host: str = Field(
+        "127.0.0.1",
+        description="Bind address of the /metrics and health endpoints: loopback on a machine, "
+        "0.0.0.0 in a pod (the operator sets it) so Prometheus and the kubelet reach them.",
     )
     log_format: Literal["text", "json"] = Field(
         "text", description="text for terminals, json for clusters."

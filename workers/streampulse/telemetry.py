@@ -19,8 +19,8 @@ DEAD_LETTERS = Counter(
 )
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scraped in-cluster
-    """Serve /metrics on ``port``; 0 turns the endpoint off."""
+def serve_metrics(port: int, host: str) -> None:
+    """Serve /metrics on ``host``:``port``; port 0 turns the endpoint off."""
     if port:
         start_http_server(port, addr=host)
         log.info("metrics on http://%s:%d/metrics", host, port)

@@ -11,6 +11,7 @@ from streampulse_operator.manifests.kafka import render_kafka
 from streampulse_operator.manifests.lakehouse import render_lakehouse
 from streampulse_operator.manifests.models import render_models
 from streampulse_operator.manifests.monitoring import render_monitoring
+from streampulse_operator.manifests.network import render_network
 from streampulse_operator.manifests.trino import render_trino
 from streampulse_operator.manifests.workers import render_workers
 from streampulse_operator.spec import Owner, StreamPulseSpec
@@ -28,6 +29,7 @@ def render(owner: Owner, spec: StreamPulseSpec) -> list[Manifest]:
         *render_flink(owner, spec),
         *render_trino(owner, spec),
         *render_monitoring(owner, spec),
+        *render_network(owner, spec),
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streampulse_operator.spec import Owner, ResourceList, Resources
+from streampulse_operator.spec import Owner, ResourceList, Resources, StreamPulseSpec
 
 Manifest = dict[str, Any]
 
@@ -161,3 +161,17 @@ def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
 
 def http_probe(path: str, port: int | str, period: int = 10) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": period}
+
+
+def process_env(spec: StreamPulseSpec) -> dict[str, str]:
+    """What every StreamPulse process in a pod is told: log format, endpoints bound to every
+    interface (Prometheus and the kubelet reach them from outside the pod), metrics and traces."""
+    env = {
+        "STREAMPULSE_LOG_FORMAT": spec.observability.logFormat,
+        "STREAMPULSE_BIND_HOST": "0.0.0.0",  # noqa: S104 - scraped and probed from outside the pod
+    }
+    if spec.observability.metrics:
+        env["STREAMPULSE_METRICS_PORT"] = str(METRICS_PORT)
+    if spec.observability.otlpEndpoint:
+        env["STREAMPULSE_TELEMETRY__OTLP_ENDPOINT"] = spec.observability.otlpEndpoint
+    return env

@@ -1,13 +1,21 @@
 """Kafka through Strimzi (``kafka.strimzi.io/v1``, KRaft): one Kafka, one dual-role node pool and
-the pipeline's three KafkaTopics. With ``observability.metrics`` the Kafka also runs Strimzi's
-Kafka Exporter (topic offsets and consumer-group lag as Prometheus metrics on its
-``tcp-prometheus`` port). With ``kafka.mode: External`` nothing is rendered and the workers use the
-given bootstrap servers."""
+the pipeline's three KafkaTopics, every Strimzi pod template restricted. Replication follows
+the brokers (min(3, brokers) unless a topic says otherwise) and ``min.insync.replicas`` follows
+the replication, so acks=all writes and transactions are always accepted. With
+``observability.metrics`` the Kafka also runs Strimzi's Kafka Exporter (topic offsets and
+consumer-group lag as Prometheus metrics on its ``tcp-prometheus`` port). With
+``kafka.mode: External`` nothing is rendered and the workers use the given bootstrap servers."""
 
 from __future__ import annotations
 
 from streampulse_operator.manifests import common as c
-from streampulse_operator.spec import Owner, Resources, StreamPulseSpec, Topic
+from streampulse_operator.spec import (
+    DEFAULT_TOPIC_REPLICAS,
+    Owner,
+    Resources,
+    StreamPulseSpec,
+    Topic,
+)
 
 STRIMZI = "kafka.strimzi.io/v1"
 CLUSTER_LABEL = "strimzi.io/cluster"
@@ -15,6 +23,19 @@ COMPONENT = "kafka"
 PLAIN_PORT = 9092
 HOUR_MS = 3_600_000
 EXPORTER_METRICS_PORT = "tcp-prometheus"  # the port name Strimzi gives every metrics endpoint
+
+
+def _pod_security(*, broker: bool = False) -> dict[str, object]:
+    """Strimzi's images run as their own user (1001, group 0); a pod template's securityContext
+    replaces Strimzi's default one, so the broker pods keep its fsGroup 0 (the data volume stays
+    writable) and add what the restricted profile asks for."""
+    context: dict[str, object] = {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if broker:
+        context["fsGroup"] = 0
+    return context
 
 
 def exporter_name(owner: Owner) -> str:
@@ -28,24 +49,63 @@ def bootstrap_servers(owner: Owner, spec: StreamPulseSpec) -> str:
     return f"{owner.name}-kafka-bootstrap.{owner.namespace}.svc:{PLAIN_PORT}"
 
 
+def topic_replicas(spec: StreamPulseSpec, topic: Topic) -> int:
+    """A topic's replication factor: its own, else min(3, brokers) with a managed Kafka, else -1
+    (the external cluster's ``default.replication.factor``)."""
+    if topic.replicas is not None:
+        return topic.replicas
+    if spec.kafka.mode == "External":
+        return -1
+    return min(DEFAULT_TOPIC_REPLICAS, spec.kafka.replicas)
+
+
+def min_in_sync(replicas: int) -> int:
+    """``min.insync.replicas`` for a replication factor: with acks=all (every producer of the
+    pipeline, and transactions), a write needs this many copies, so it must not exceed the
+    replicas; 2 of 3 or more survives one broker down without losing acknowledged writes."""
+    return 2 if replicas >= 3 else 1
+
+
+def topic_min_in_sync(spec: StreamPulseSpec, topic: Topic) -> int | None:
+    if topic.minInSyncReplicas is not None:
+        return topic.minInSyncReplicas
+    replicas = topic_replicas(spec, topic)
+    return None if replicas < 0 else min_in_sync(replicas)
+
+
+def pool_name(owner: Owner) -> str:
+    """The KafkaNodePool; Strimzi names its pods ``<cluster>-<pool>-<node id>``."""
+    return c.child_name(owner, "dual")
+
+
+def broker_pod_name(owner: Owner, node_id: int) -> str:
+    return f"{owner.name}-{pool_name(owner)}-{node_id}"
+
+
 def render_kafka(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
     if spec.kafka.mode == "External":
         return []
     kafka = spec.kafka
-    min_isr = 2 if kafka.replicas >= 3 else 1
+    internal = min(DEFAULT_TOPIC_REPLICAS, kafka.replicas)
+    # Only the pipeline's own pods reach the plain listener (Strimzi renders the NetworkPolicy,
+    # and always lets its own components through).
+    peers = [{"podSelector": {"matchLabels": {c.INSTANCE_LABEL: owner.name}}}]
+    listeners: list[dict[str, object]] = [
+        {"name": "plain", "port": PLAIN_PORT, "type": "internal", "tls": False},
+        {"name": "tls", "port": 9093, "type": "internal", "tls": True},
+    ]
+    if spec.networkPolicies.enabled:
+        listeners = [{**listener, "networkPolicyPeers": peers} for listener in listeners]
     cluster_spec: dict[str, object] = {
         "kafka": {
             "version": kafka.version,
-            "listeners": [
-                {"name": "plain", "port": PLAIN_PORT, "type": "internal", "tls": False},
-                {"name": "tls", "port": 9093, "type": "internal", "tls": True},
-            ],
+            "listeners": listeners,
             "config": {
-                "offsets.topic.replication.factor": kafka.replicas,
-                "transaction.state.log.replication.factor": kafka.replicas,
-                "transaction.state.log.min.isr": min_isr,
-                "default.replication.factor": kafka.replicas,
-                "min.insync.replicas": min_isr,
+                "offsets.topic.replication.factor": internal,
+                "transaction.state.log.replication.factor": internal,
+                "transaction.state.log.min.isr": min_in_sync(internal),
+                "default.replication.factor": internal,
+                "min.insync.replicas": min_in_sync(internal),
                 "auto.create.topics.enable": False,
             },
         },
@@ -54,7 +114,11 @@ def render_kafka(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
                 "resources": c.resources(
                     Resources(), requests=("100m", "256Mi"), limits=("500m", "512Mi")
                 )
-            }
+            },
+            "template": {
+                "pod": {"securityContext": _pod_security()},
+                "topicOperatorContainer": {"securityContext": c.container_security_context()},
+            },
         },
     }
     if spec.observability.metrics:
@@ -73,7 +137,7 @@ def render_kafka(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
         "KafkaNodePool",
         c.metadata(
             owner,
-            c.child_name(owner, "dual"),
+            pool_name(owner),
             COMPONENT,
             labels={**c.labels(owner, COMPONENT), CLUSTER_LABEL: owner.name},
         ),
@@ -85,13 +149,13 @@ def render_kafka(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
                 kafka.resources, requests=("500m", "2Gi"), limits=("2", "4Gi")
             ),
             "template": {
-                "pod": {"securityContext": {"runAsNonRoot": True}},
+                "pod": {"securityContext": _pod_security(broker=True)},
                 "kafkaContainer": {"securityContext": c.container_security_context()},
             },
         },
     )
     topics = [
-        _topic(owner, key, topic)
+        _topic(owner, spec, key, topic)
         for key, topic in (
             ("raw", spec.topics.raw),
             ("enriched", spec.topics.enriched),
@@ -109,13 +173,21 @@ def _exporter() -> dict[str, object]:
         "groupRegex": ".*",
         "resources": c.resources(Resources(), requests=("50m", "64Mi"), limits=("500m", "256Mi")),
         "template": {
-            "pod": {"securityContext": {"runAsNonRoot": True}},
+            "pod": {"securityContext": _pod_security()},
             "container": {"securityContext": c.container_security_context()},
         },
     }
 
 
-def _topic(owner: Owner, key: str, topic: Topic) -> c.Manifest:
+def _topic(owner: Owner, spec: StreamPulseSpec, key: str, topic: Topic) -> c.Manifest:
+    config: dict[str, object] = {
+        "retention.ms": topic.retentionHours * HOUR_MS,
+        "cleanup.policy": "delete",
+        "compression.type": "producer",
+    }
+    in_sync = topic_min_in_sync(spec, topic)
+    if in_sync is not None:
+        config["min.insync.replicas"] = in_sync
     return c.obj(
         STRIMZI,
         "KafkaTopic",
@@ -128,11 +200,7 @@ def _topic(owner: Owner, key: str, topic: Topic) -> c.Manifest:
         spec={
             "topicName": topic.name,
             "partitions": topic.partitions,
-            "replicas": topic.replicas,
-            "config": {
-                "retention.ms": topic.retentionHours * HOUR_MS,
-                "cleanup.policy": "delete",
-                "compression.type": "producer",
-            },
+            "replicas": topic_replicas(spec, topic),
+            "config": config,
         },
     )

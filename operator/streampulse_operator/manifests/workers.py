@@ -1,5 +1,6 @@
 """The ingest and enrich workers: per worker a ConfigMap (its ``STREAMPULSE_*`` settings), a
-Deployment reading it and a PodDisruptionBudget."""
+Deployment reading it (liveness and readiness probes on the worker's health port) and a
+PodDisruptionBudget."""
 
 from __future__ import annotations
 
@@ -8,28 +9,26 @@ import json
 from typing import Any
 
 from streampulse_operator.manifests import common as c
-from streampulse_operator.manifests.kafka import bootstrap_servers
+from streampulse_operator.manifests.kafka import bootstrap_servers, topic_replicas
+from streampulse_operator.manifests.models import model_url
 from streampulse_operator.spec import Owner, Resources, StreamPulseSpec
 
 CONFIG_HASH = f"{c.API_GROUP}/config-hash"
+HEALTH_PORT = 8081  # /healthz and /readyz of the workers (streampulse/health.py)
 
 
 def _kafka_env(owner: Owner, spec: StreamPulseSpec) -> dict[str, str]:
     topics = spec.topics
-    env = {
+    return {
         "STREAMPULSE_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers(owner, spec),
         "STREAMPULSE_KAFKA__RAW_TOPIC": topics.raw.name,
         "STREAMPULSE_KAFKA__ENRICHED_TOPIC": topics.enriched.name,
         "STREAMPULSE_KAFKA__DLQ_TOPIC": topics.dlq.name,
         "STREAMPULSE_KAFKA__PARTITIONS": str(topics.raw.partitions),
-        "STREAMPULSE_KAFKA__REPLICATION_FACTOR": str(topics.raw.replicas),
-        "STREAMPULSE_LOG_FORMAT": spec.observability.logFormat,
+        "STREAMPULSE_KAFKA__REPLICATION_FACTOR": str(topic_replicas(spec, topics.raw)),
+        "STREAMPULSE_HEALTH_PORT": str(HEALTH_PORT),
+        **c.process_env(spec),
     }
-    if spec.observability.metrics:
-        env["STREAMPULSE_METRICS_PORT"] = str(c.METRICS_PORT)
-    if spec.observability.otlpEndpoint:
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = spec.observability.otlpEndpoint
-    return env
 
 
 def ingest_settings(owner: Owner, spec: StreamPulseSpec) -> dict[str, str]:
@@ -46,7 +45,10 @@ def enrich_settings(owner: Owner, spec: StreamPulseSpec) -> dict[str, str]:
     enrichment = spec.enrichment
     return {
         **_kafka_env(owner, spec),
-        "STREAMPULSE_ENRICH__GATEWAY_URL": spec.gateway.url,
+        # each model's Service, in the cluster: the pipeline does not go through the gateway
+        "STREAMPULSE_ENRICH__MODEL_URLS": json.dumps(
+            {model.name: model_url(owner, model) for model in spec.models}
+        ),
         "STREAMPULSE_ENRICH__MODELS": json.dumps([m.name for m in spec.models]),
         "STREAMPULSE_ENRICH__MAX_IN_FLIGHT": str(enrichment.concurrency),
         "STREAMPULSE_ENRICH__BATCH_POSTS": str(enrichment.batchSize),
@@ -68,7 +70,7 @@ def _worker(
     settings = ingest_settings(owner, spec) if role == "ingest" else enrich_settings(owner, spec)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     config = c.obj("v1", "ConfigMap", c.metadata(owner, name, role), data=settings)
-    ports: list[dict[str, Any]] = []
+    ports: list[dict[str, Any]] = [{"name": "health", "containerPort": HEALTH_PORT}]
     if spec.observability.metrics:
         ports.append({"name": "metrics", "containerPort": c.METRICS_PORT})
     container = c.container(
@@ -79,6 +81,8 @@ def _worker(
         args=[role],
         envFrom=[{"configMapRef": {"name": name}}],
         ports=ports,
+        readinessProbe=c.http_probe("/readyz", "health", 10),
+        livenessProbe={**c.http_probe("/healthz", "health", 10), "failureThreshold": 3},
     )
     selector = c.selector_labels(owner, role)
     deployment = c.obj(

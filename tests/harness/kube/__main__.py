@@ -7,6 +7,7 @@ import sys
 import time
 
 from tests.harness.kube.build import build_time_file, default_cache_dir, ensure_binaries
+from tests.harness.kube.gateway_api import ensure_gateway_api_crds
 
 
 def main() -> int:
@@ -14,6 +15,7 @@ def main() -> int:
     binaries = ensure_binaries()
     for name, path in binaries.all().items():
         print(f"{name:24} {path}")
+    print(f"{'gateway-api CRDs':24} {ensure_gateway_api_crds()}")
     elapsed = time.monotonic() - started
     record_file = build_time_file(default_cache_dir())
     if record_file.is_file():

@@ -169,7 +169,7 @@ def _build_all(home: Path, binaries: Binaries) -> None:
 def _wrappers(go: str, env: Mapping[str, str], log: Path) -> list[_Wrapper]:
     kube = versions.KUBERNETES
     major, minor = kube.removeprefix("v").split(".")[:2]
-    info = _module_info(go, env, log, "k8s.io/kubernetes", kube)
+    info = module_info(go, env, log, "k8s.io/kubernetes", kube)
     released = json.loads(Path(info["Info"]).read_text())["Time"]
     kube_ldflags = ["-s", "-w"]
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
@@ -218,7 +218,7 @@ def _wrappers(go: str, env: Mapping[str, str], log: Path) -> list[_Wrapper]:
     ]
 
 
-def _module_info(
+def module_info(
     go: str, env: Mapping[str, str], log: Path, module: str, version: str
 ) -> dict[str, str]:
     out = run_logged([go, "mod", "download", "-json", f"{module}@{version}"], env=env, log=log)
@@ -230,7 +230,7 @@ def _module_info(
 
 def _staging_replaces(go: str, env: Mapping[str, str], log: Path) -> dict[str, str]:
     """Map every staging module k8s.io/kubernetes requires to its published release."""
-    info = _module_info(go, env, log, "k8s.io/kubernetes", versions.KUBERNETES)
+    info = module_info(go, env, log, "k8s.io/kubernetes", versions.KUBERNETES)
     upstream = json.loads(run_logged([go, "mod", "edit", "-json", info["GoMod"]], env=env, log=log))
     staged = {
         r["Old"]["Path"]
@@ -246,7 +246,7 @@ def _staging_replaces(go: str, env: Mapping[str, str], log: Path) -> dict[str, s
 
 
 def _write_kwok_stages(go: str, env: Mapping[str, str], log: Path, target: Path) -> None:
-    module = Path(_module_info(go, env, log, "sigs.k8s.io/kwok", versions.KWOK)["Dir"])
+    module = Path(module_info(go, env, log, "sigs.k8s.io/kwok", versions.KWOK)["Dir"])
     docs = [(module / rel).read_text().strip() for rel in KWOK_STAGES]
     target.write_text("\n---\n".join(docs) + "\n")
 

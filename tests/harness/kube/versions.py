@@ -18,6 +18,10 @@ KWOK = "v0.8.0"
 HELM = "v4.3.1"
 """helm.sh/helm/v4."""
 
+GATEWAY_API = "v1.6.3"
+"""sigs.k8s.io/gateway-api: the CRDs of the HTTPRoutes the operator renders (v1.7.0 needs a newer
+Go than this repository's)."""
+
 
 def staging_version(kubernetes: str = KUBERNETES) -> str:
     """The published staging-module version of a release: v1.37.2 -> v0.37.2."""

@@ -37,7 +37,12 @@ CASES: dict[str, dict[str, Any]] = {
         },
         "trino": {"enabled": False},
         "observability": {"serviceMonitors": True},
-        "gateway": {"host": "models.example.com", "tlsSecretName": "models-tls"},
+        "gateway": {
+            "gatewayName": "public",
+            "gatewayNamespace": "gateways",
+            "sectionName": "https",
+            "hostnames": ["models.example.com"],
+        },
         "models": [{"name": "toxicity", "task": "multi_label_classification"}],
     },
     "suspended": {**example_spec(), "suspend": True},

@@ -68,10 +68,31 @@ def crd_schemas(directory: str) -> dict[tuple[str, str], jsonschema.Draft7Valida
     return out
 
 
+def gateway_api_crds_dir() -> Path:
+    value = os.environ.get("STREAMPULSE_TEST_GATEWAY_API_CRDS_DIR")
+    if not value or not any(Path(value).glob("*httproutes.yaml")):
+        pytest.fail(
+            f"STREAMPULSE_TEST_GATEWAY_API_CRDS_DIR={value!r} holds no Gateway API CRDs "
+            "(the Makefile exports it; `make kube` fetches them)"
+        )
+    return Path(value)
+
+
+def upstream_facts_dir() -> Path:
+    """Upstream files that are not CRDs (Strimzi's kafka-versions.yaml)."""
+    value = os.environ.get("STREAMPULSE_TEST_UPSTREAM_DIR")
+    if not value or not Path(value).is_dir():
+        pytest.fail("STREAMPULSE_TEST_UPSTREAM_DIR is not set (the Makefile exports it)")
+    return Path(value)
+
+
 def validate(obj: dict[str, Any]) -> None:
     """Raise if ``obj`` does not match its kind's schema (upstream CRD or Kubernetes)."""
     key = (obj["apiVersion"], obj["kind"])
-    schemas = crd_schemas(str(upstream_crds_dir()))
+    schemas = {
+        **crd_schemas(str(upstream_crds_dir())),
+        **crd_schemas(str(gateway_api_crds_dir())),
+    }
     if key in schemas:
         schemas[key].validate(obj)
         return

@@ -64,6 +64,7 @@ class ModelGateway:
 
     def __init__(self, settings: EnrichSettings, client: httpx.AsyncClient | None = None) -> None:
         self._base = settings.gateway_url.rstrip("/")
+        self._bases = {name: url.rstrip("/") for name, url in settings.model_urls.items()}
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.request_timeout_s),
             limits=httpx.Limits(
@@ -91,7 +92,7 @@ class ModelGateway:
             headers[TRACEPARENT] = traceparent
         if linked:
             headers[TRACE_LINKS_HEADER] = links_header(linked)
-        url = f"{self._base}/v1/models/{model}:predict"
+        url = f"{self._bases.get(model, self._base)}/v1/models/{model}:predict"
         async with self._slots:
             try:
                 response = await self._client.post(

@@ -30,6 +30,7 @@ from streampulse.enrich.records import enriched_record, select_post
 from streampulse.enrich.scoring import Scorer
 from streampulse.errors import BadRecord, KafkaError
 from streampulse.events import encode_dead_letter, now_us
+from streampulse.health import Heartbeat, keep_beating
 from streampulse.kafka import (
     consumer_config,
     ensure_topics,
@@ -94,7 +95,14 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 class EnrichWorker:
-    def __init__(self, settings: Settings, gateway: ModelGateway | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: ModelGateway | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
+        """``heartbeat``: beaten from this worker's loop and marked ready once it consumes."""
+        self._heartbeat = heartbeat
         self._settings = settings
         self._enrich = settings.enrich
         self._kafka = settings.kafka
@@ -371,6 +379,10 @@ class EnrichWorker:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+        beating = None
+        if self._heartbeat is not None:
+            beating = asyncio.create_task(keep_beating(self._heartbeat))
+            self._heartbeat.mark_ready()
         idle_since = time.monotonic()
         try:
             while not self._stopping:
@@ -386,6 +398,8 @@ class EnrichWorker:
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
+            if beating is not None:
+                beating.cancel()
             self._producer.flush(_FLUSH_TIMEOUT_S)
             self._consumer.close()
             await self._gateway.aclose()

@@ -25,6 +25,7 @@ from opentelemetry.trace import SpanKind
 
 from streampulse.errors import KafkaError, MalformedEvent
 from streampulse.events import POST, NormalizedEvent, encode_dead_letter, now_us
+from streampulse.health import Heartbeat, keep_beating
 from streampulse.ingest import metrics
 from streampulse.ingest.cursors import resume_cursor
 from streampulse.ingest.jetstream import JetstreamClient
@@ -81,9 +82,15 @@ class IngestWorker:
     """One ingest process. ``run()`` returns when stopped, or raises on infrastructure failure."""
 
     def __init__(
-        self, settings: Settings, dictionary: bytes | None, post_traces: RootSpans | None = None
+        self,
+        settings: Settings,
+        dictionary: bytes | None,
+        post_traces: RootSpans | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
-        """``post_traces`` starts each post's trace; None: tracing is off."""
+        """``post_traces`` starts each post's trace; None: tracing is off. ``heartbeat`` is
+        beaten from this worker's loop and marked ready once it streams."""
+        self._heartbeat = heartbeat
         self._settings = settings
         self._kafka = settings.kafka
         self._producer = Producer(producer_config(settings.kafka, client_id="streampulse-ingest"))
@@ -265,6 +272,10 @@ class IngestWorker:
         if self._start_cursor is None:
             self._start_cursor = self._settings.ingest.start_cursor_us
         task = asyncio.create_task(self._client.stream(self._cursor, self._on_frame))
+        beating = None
+        if self._heartbeat is not None:
+            beating = asyncio.create_task(keep_beating(self._heartbeat))
+            self._heartbeat.mark_ready()
         loop = asyncio.get_running_loop()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -276,6 +287,8 @@ class IngestWorker:
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
+            if beating is not None:
+                beating.cancel()
             remaining = self._producer.flush(_FLUSH_TIMEOUT_S)
             self._publish_metrics()
             metrics.CONNECTED.set(0)

@@ -119,7 +119,7 @@ def run(settings: Settings) -> None:
     replay = settings.replay
     dictionary = load_dictionary(replay.data_dir)
     if settings.metrics_port:
-        prometheus_client.start_http_server(settings.metrics_port)
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_host)
 
     def ready(port: int) -> None:
         print(f"replay: listening on {url_of(replay.host, port)}", flush=True)
