@@ -12,12 +12,13 @@ import contextlib
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
+from streampulse_operator.announcing import announce
 from streampulse_operator.kinds import STREAMPULSE
 from streampulse_operator.reconciling import (
     InvalidSpec,
@@ -40,29 +41,6 @@ def plain(body: Mapping[str, Any]) -> dict[str, Any]:
     return copied
 
 
-def _conditions(status: Mapping[str, Any] | None) -> dict[str, str]:
-    items = (status or {}).get("conditions") or []
-    return {str(x.get("type")): str(x.get("status")) for x in items}
-
-
-def announce_transitions(
-    resource: dict[str, Any], before: Mapping[str, Any] | None, after: Mapping[str, Any]
-) -> None:
-    """Post a Kubernetes Event for each condition that changed and for a new phase."""
-    body = kopf.Body(cast(kopf.RawBody, resource))
-    old, new = _conditions(before), _conditions(after)
-    for kind, status in new.items():
-        if old.get(kind) != status:
-            kind_type = "Normal" if status == "True" else "Warning"
-            if kind != "Ready" and kind_type == "Warning" and kind not in old:
-                continue  # a component starting up is not news
-            message = next(x["message"] for x in after["conditions"] if x["type"] == kind)
-            kopf.event(body, type=kind_type, reason=kind, message=f"{kind}={status}: {message}")
-    phase_before = (before or {}).get("phase")
-    if after.get("phase") != phase_before:
-        kopf.info(body, reason="Phase", message=f"phase {phase_before} -> {after.get('phase')}")
-
-
 async def reconcile_resource(
     reconciler: Reconciler, resource: dict[str, Any]
 ) -> dict[str, Any] | None:
@@ -77,7 +55,7 @@ async def reconcile_resource(
         except ReconcileError as exc:
             logger.warning("reconciling %s: %s", resource["metadata"]["name"], exc)
             return None
-    announce_transitions(resource, before, status)
+    await announce(reconciler.client, resource, before, status)
     return status
 
 

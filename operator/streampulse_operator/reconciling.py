@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import CascadeType, PatchType
@@ -90,6 +91,19 @@ def _status_code(exc: ApiError) -> int:
     return int(exc.status.code or 0)
 
 
+def _not_served(exc: BaseException) -> bool:
+    """A 404 on a list: the API server does not serve that kind (its CRD is not installed). It
+    answers in plain text, which lightkube passes on as httpx's error, not as an ApiError."""
+    if isinstance(exc, ApiError):
+        return _status_code(exc) == NOT_FOUND
+    response = getattr(exc, "response", None)
+    return (
+        isinstance(exc, httpx2.HTTPStatusError)
+        and response is not None
+        and (response.status_code == NOT_FOUND)
+    )
+
+
 def _replicas(obj: Mapping[str, Any] | None) -> int:
     return int(((obj or {}).get("spec") or {}).get("replicas") or 0)
 
@@ -139,8 +153,8 @@ class Reconciler:
             raise InvalidSpec(f"the spec does not render: {exc}") from exc
         try:
             live, missing_kinds = await self.observe(owner)
-        except ApiError as exc:
-            raise ReconcileError(f"observing the children failed: {exc.status.message}") from exc
+        except (ApiError, httpx2.HTTPError) as exc:
+            raise ReconcileError(f"observing the children failed: {exc}") from exc
         missing = {
             key_of(m): f"{m['apiVersion']} {m['kind']}"
             for m in manifests
@@ -212,7 +226,7 @@ class Reconciler:
         live: dict[str, dict[str, Any] | None] = {}
         missing: set[tuple[str, str]] = set()
         for kind, result in zip(kinds.LISTED_KINDS, found, strict=True):
-            if isinstance(result, ApiError) and _status_code(result) == NOT_FOUND:
+            if isinstance(result, BaseException) and _not_served(result):
                 missing.add((kind.api_version, kind.kind))
                 continue
             if isinstance(result, BaseException):

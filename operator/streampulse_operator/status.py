@@ -39,6 +39,8 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {
 READINESS_KINDS = frozenset(
     {"Kafka", "KafkaTopic", "Deployment", "StatefulSet", "Job", "FlinkDeployment"}
 )
+# Kinds whose controllers report the generation they have seen (a Job's spec is immutable).
+GENERATION_KINDS = READINESS_KINDS - {"Job"}
 
 
 def key_of(manifest: Mapping[str, Any]) -> str:
@@ -113,7 +115,7 @@ def child_state(  # noqa: PLR0911 - one answer per kind of child
     key = key_of(manifest)
     if live is None:
         return ChildState(False, f"{key} does not exist yet")
-    if not _current(live):
+    if manifest["kind"] in GENERATION_KINDS and not _current(live):
         return ChildState(False, f"{key}: its controller has not seen the current spec yet")
     kind, status = manifest["kind"], live.get("status") or {}
     if kind in {"Kafka", "KafkaTopic"}:

@@ -1,98 +1,53 @@
 """The operator against a real control plane: helm install the chart, run the operator as a
-process, apply the example and follow it through readiness, spec changes, drift, suspend and
-deletion. Strimzi's and the Flink operator's status is patched the way those operators write it;
-Deployments become available through kube-controller-manager and kwok."""
+process (as the chart's ServiceAccount), apply the example in a namespace that enforces Pod
+Security ``restricted`` and follow it through readiness, spec changes, drift, the HPA hand-off,
+suspend and deletion. Strimzi's and the Flink operator's status is patched the way those
+operators write it (their controllers cannot run here); Deployments become available through
+kube-controller-manager and kwok, so every pod the operator renders passes admission."""
 
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.harness.kube import ApiError, ControlPlane, ensure_binaries, wait_until
+from tests.e2e.operator_plane import (
+    EXAMPLE,
+    NS,
+    SP,
+    condition,
+    make_lake_volume,
+    running_plane,
+    spec_change,
+)
+from tests.harness.kube import ApiError, ControlPlane, wait_until
+from tests.harness.operator_runs import MERGE, OperatorRun, report_flink, report_ready
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "streampulse-operator"
-EXAMPLE = yaml.safe_load((CHART / "examples" / "streampulse.yaml").read_text())
-NS = "default"
-SP = f"/apis/streampulse.io/v1alpha1/namespaces/{NS}/streampulses"
-MERGE = "application/merge-patch+json"
-
-
-def _crds_dir() -> Path:
-    value = os.environ.get("STREAMPULSE_TEST_K8S_CRDS_DIR")
-    if not value or not Path(value).is_dir():
-        pytest.fail("STREAMPULSE_TEST_K8S_CRDS_DIR must name the upstream CRD directory")
-    return Path(value)
+APPS = f"/apis/apps/v1/namespaces/{NS}/deployments"
+STRIMZI = f"/apis/kafka.strimzi.io/v1/namespaces/{NS}"
+FLINK = f"/apis/flink.apache.org/v1beta1/namespaces/{NS}/flinkdeployments"
 
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
-    with ControlPlane(
-        ensure_binaries(), controllers=True, kwok_nodes=2, crds_dir=_crds_dir()
-    ) as control_plane:
-        control_plane.helm(
-            "install",
-            "streampulse",
-            str(CHART),
-            "--namespace",
-            "streampulse-system",
-            "--create-namespace",
-            "--wait=false",
-        )
-        wait_until(
-            lambda: control_plane.crd_established("streampulses.streampulse.io"),
-            timeout=60,
-            what="the StreamPulse CRD",
-        )
+    with running_plane() as control_plane:
         yield control_plane
 
 
-def service_account_kubeconfig(plane: ControlPlane) -> Path:
-    """A kubeconfig that authenticates as the chart's ServiceAccount, so the operator runs with
-    exactly the RBAC the chart grants (least privilege, checked by use)."""
-    token = plane.kubectl(
-        "create", "token", "streampulse", "-n", "streampulse-system", "--duration=2h"
-    ).strip()
-    config = json.loads(plane.kubeconfig.read_text())
-    config["users"] = [{"name": "operator", "user": {"token": token}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = "operator"
-    path = plane.directory / "operator-kubeconfig"
-    path.write_text(json.dumps(config))
-    return path
-
-
 @pytest.fixture(scope="module")
-def operator(plane: ControlPlane) -> Iterator[subprocess.Popen[bytes]]:
-    env = plane.env() | {
-        "KUBECONFIG": str(service_account_kubeconfig(plane)),
-        "STREAMPULSE_OPERATOR_HEALTH_PORT": "0",
-        "STREAMPULSE_OPERATOR_RESYNC_INTERVAL_S": "2",
-    }
-    log = (plane.directory / "operator.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streampulse_operator"], env=env, stdout=log, stderr=log
-    )
-    yield process
-    process.terminate()
-    process.wait(15)
+def operator(plane: ControlPlane) -> Iterator[OperatorRun]:
+    with OperatorRun(plane, "operator") as run:
+        yield run
 
 
-def condition(obj: dict[str, Any] | None, kind: str) -> str | None:
-    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if item["type"] == kind:
-            return str(item["status"])
-    return None
+def new_resource(name: str, **spec: Any) -> dict[str, Any]:
+    body = copy.deepcopy(EXAMPLE)
+    body["metadata"] = {"name": name}
+    body["spec"].update(spec)
+    return body
 
 
 INVALID = [
@@ -107,6 +62,11 @@ INVALID = [
     ),
     ("task enum", {"models": [{"name": "a", "task": "summarize"}]}, "Unsupported value"),
     ("kafka mode", {"kafka": {"mode": "Cloud"}}, "Unsupported value"),
+    (
+        "kafka version Strimzi 1.2.0 does not run",
+        {"kafka": {"version": "4.1.0"}},
+        'supported values: "4.2.0", "4.2.1", "4.3.0", "4.3.1"',
+    ),
     ("external kafka", {"kafka": {"mode": "External"}}, "bootstrapServers is required"),
     (
         "external lakehouse",
@@ -115,10 +75,19 @@ INVALID = [
     ),
     ("partitions", {"topics": {"raw": {"partitions": 0}}}, "should be greater than or equal to 1"),
     ("replicas vs brokers", {"topics": {"raw": {"replicas": 3}}}, "cannot exceed kafka.replicas"),
+    (
+        "in-sync replicas vs replicas",
+        {"kafka": {"replicas": 3}, "topics": {"raw": {"minInSyncReplicas": 4}}},
+        "minInSyncReplicas cannot exceed its replicas",
+    ),
+    (
+        "in-sync replicas vs default replicas",
+        {"topics": {"dlq": {"minInSyncReplicas": 2}}},
+        "minInSyncReplicas cannot exceed its replicas",
+    ),
     ("endpoint scheme", {"source": {"endpoints": ["http://x/subscribe"]}}, "should match"),
     ("no endpoints", {"source": {"endpoints": []}}, "should have at least 1 items"),
     ("ingest replicas", {"ingestion": {"replicas": 2}}, "should be less than or equal to 1"),
-    ("tls without host", {"gateway": {"tlsSecretName": "x"}}, "needs gateway.host"),
     (
         "monitors without metrics",
         {"observability": {"metrics": False, "serviceMonitors": True}},
@@ -140,6 +109,11 @@ INVALID = [
         "Duplicate value",
     ),
     ("flink version", {"flink": {"flinkVersion": "v1_9"}}, "Unsupported value"),
+    (
+        "model name too long for its Service",
+        {"models": [{"name": "m" * 30, "task": "token_classification"}]},
+        "must be at most 56 characters",
+    ),
 ]
 
 
@@ -147,10 +121,11 @@ INVALID = [
 def test_invalid_resources_are_rejected_with_clear_messages(
     plane: ControlPlane, case: str, spec: dict[str, Any], message: str
 ) -> None:
+    name = "bad-" + "x" * 26 if case.startswith("model name") else "bad"
     body = {
         "apiVersion": "streampulse.io/v1alpha1",
         "kind": "StreamPulse",
-        "metadata": {"name": "bad"},
+        "metadata": {"name": name},
         "spec": spec,
     }
     with pytest.raises(ApiError) as rejected:
@@ -159,104 +134,183 @@ def test_invalid_resources_are_rejected_with_clear_messages(
     assert message in str(rejected.value), str(rejected.value)
 
 
-def test_the_example_runs_through_its_whole_life(
-    plane: ControlPlane, operator: subprocess.Popen[bytes]
-) -> None:
-    # MinIO's claim needs a volume: the plane has no provisioner.
-    plane.request(
-        "POST",
-        "/api/v1/persistentvolumes",
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": "lake"},
-            "spec": {
-                "capacity": {"storage": "50Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": "/var/lib/lake"},
-            },
-        },
+def test_names_that_would_not_fit_strimzis_pods_are_rejected(plane: ControlPlane) -> None:
+    with pytest.raises(ApiError) as rejected:
+        plane.request("POST", SP, new_resource("n" * 27))
+    assert rejected.value.status == 422
+    assert "must be at most 26 characters with kafka.mode Managed" in str(rejected.value)
+    external = new_resource(
+        "n" * 27, kafka={"mode": "External", "bootstrapServers": "kafka.example:9092"}
     )
-    created = plane.request("POST", SP, copy.deepcopy(EXAMPLE))
-    uid = created["metadata"]["uid"]
-    apps = f"/apis/apps/v1/namespaces/{NS}/deployments"
-    strimzi = f"/apis/kafka.strimzi.io/v1/namespaces/{NS}"
-    flink = f"/apis/flink.apache.org/v1beta1/namespaces/{NS}/flinkdeployments/demo-flink"
+    external["spec"]["models"] = [{"name": "ner", "task": "token_classification"}]
+    plane.request("POST", SP, external)
+    plane.request("DELETE", f"{SP}/{'n' * 27}")
 
-    def children() -> list[dict[str, Any]] | None:
-        found = [plane.get(f"{apps}/demo-model-{m}") for m in ("toxicity", "ner", "sentiment")]
-        found += [
-            plane.get(f"{apps}/demo-ingest"),
-            plane.get(f"{strimzi}/kafkas/demo"),
-            plane.get(flink),
-        ]
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"kafka": {"mode": "External", "bootstrapServers": "kafka.example:9092"}},
+            "kafka.mode cannot change",
+        ),
+        (
+            {
+                "lakehouse": {
+                    "mode": "External",
+                    "endpoint": "https://s3.example",
+                    "credentialsSecretName": "lake",
+                }
+            },
+            "lakehouse.mode cannot change",
+        ),
+        ({"lakehouse": {"storage": {"size": "40Gi"}}}, "lakehouse.storage cannot change"),
+        ({"kafka": {"storage": {"size": "10Gi"}}}, "kafka.storage can grow but never shrink"),
+        ({"topics": {"raw": {"partitions": 3}}}, "can grow but never shrink"),
+    ],
+    ids=["kafka mode", "lakehouse mode", "minio volume", "kafka volume shrink", "partitions"],
+)
+def test_changes_kubernetes_or_the_engines_cannot_apply_are_refused(
+    plane: ControlPlane, change: dict[str, Any], message: str
+) -> None:
+    plane.request("POST", SP, new_resource("immutable"))
+    try:
+        with pytest.raises(ApiError) as rejected:
+            plane.request("PATCH", f"{SP}/immutable", {"spec": change}, content_type=MERGE)
+        assert rejected.value.status == 422
+        assert message in str(rejected.value), str(rejected.value)
+        grown = {"kafka": {"storage": {"size": "40Gi"}}}
+        plane.request("PATCH", f"{SP}/immutable", {"spec": grown}, content_type=MERGE)
+    finally:
+        plane.request("DELETE", f"{SP}/immutable")
+
+
+def managed_replicas_fields(deployment: dict[str, Any], manager: str) -> bool:
+    """Whether ``manager``'s server-side apply owns spec.replicas."""
+    for entry in deployment["metadata"].get("managedFields") or []:
+        if entry["manager"] == manager and entry["operation"] == "Apply":
+            return "f:replicas" in (entry.get("fieldsV1", {}).get("f:spec") or {})
+    return False
+
+
+def test_the_example_runs_through_its_whole_life(
+    plane: ControlPlane, operator: OperatorRun
+) -> None:
+    make_lake_volume(plane, "lake")
+    body = new_resource("demo")
+    body["metadata"]["name"] = "demo"
+    body["spec"]["models"][0]["minReplicas"] = 2
+    created = plane.request("POST", SP, body)
+    uid = created["metadata"]["uid"]
+    alive = operator.check_alive
+
+    # Storage, Kafka and the models come first; the workers and Flink wait for Kafka.
+    def first_children() -> list[dict[str, Any]] | None:
+        found = [plane.get(f"{APPS}/demo-model-{m}") for m in ("toxicity", "ner", "sentiment")]
+        found += [plane.get(f"{STRIMZI}/kafkas/demo")]
         return None if None in found else found
 
-    for child in wait_until(
-        children, timeout=30, what="the children", alive=operator_alive(operator)
-    ):
+    for child in wait_until(first_children, timeout=30, what="the first children", alive=alive):
         (ref,) = child["metadata"]["ownerReferences"]
         assert (ref["uid"], ref["kind"], ref["controller"]) == (uid, "StreamPulse", True)
-
     sp = wait_until(lambda: plane.get(f"{SP}/demo").get("status"), timeout=30, what="a status")
-    assert sp["phase"] in {"Pending", "Progressing"}
-    assert condition({"status": sp}, "Ready") == "False"
+    assert condition({"status": sp}, "WorkersReady") == "False"
+    workers = next(x for x in sp["conditions"] if x["type"] == "WorkersReady")
+    assert workers["reason"] == "WaitingForDependencies"
+    assert plane.get(f"{APPS}/demo-ingest") is None
+    assert plane.get(f"{FLINK}/demo-flink") is None
+    assert not plane.get(f"{SP}/demo")["metadata"].get("finalizers")
 
-    # The engines' own operators report ready.
-    now = "2026-01-01T00:00:00Z"
-    ready = {
-        "status": {
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
-            "observedGeneration": 1,
-        }
-    }
-    plane.request("PATCH", f"{strimzi}/kafkas/demo/status", ready, content_type=MERGE)
-    for topic in ("raw", "enriched", "dlq"):
-        plane.request(
-            "PATCH", f"{strimzi}/kafkatopics/demo-{topic}/status", ready, content_type=MERGE
-        )
-    plane.request(
-        "PATCH",
-        f"{flink}/status",
-        {"status": {"jobStatus": {"state": "RUNNING"}, "lifecycleState": "STABLE"}},
-        content_type=MERGE,
+    # The HPA owns the model replicas: raised to minReplicas through /scale, never applied.
+    toxicity = wait_until(
+        lambda: (d := plane.get(f"{APPS}/demo-model-toxicity"))["spec"]["replicas"] == 2 and d,
+        timeout=30,
+        what="toxicity at its minimum of 2",
     )
+    assert not managed_replicas_fields(toxicity, "streampulse-operator")
+
+    # Strimzi reports Kafka ready: the workers and the Flink job are created.
+    report_ready(plane, NS, "demo", flink=False)
+    wait_until(
+        lambda: plane.get(f"{APPS}/demo-ingest") and plane.get(f"{FLINK}/demo-flink"),
+        timeout=60,
+        what="workers and Flink after Kafka",
+        alive=alive,
+    )
+    report_flink(plane, NS, "demo", "DEPLOYED", "RUNNING")
+    sp = wait_until(
+        lambda: (o := plane.get(f"{SP}/demo")) and condition(o, "KafkaReady") == "True" and o,
+        timeout=60,
+        what="KafkaReady",
+        alive=alive,
+    )
+    assert condition(sp, "FlinkReady") == "False"  # deployed is not yet stable
+    report_flink(plane, NS, "demo", "STABLE", "RUNNING")
 
     def streampulse_ready() -> dict[str, Any] | None:
         obj = plane.get(f"{SP}/demo")
         return obj if condition(obj, "Ready") == "True" else None
 
-    obj = wait_until(
-        streampulse_ready, timeout=120, what="StreamPulse Ready", alive=operator_alive(operator)
-    )
+    obj = wait_until(streampulse_ready, timeout=120, what="StreamPulse Ready", alive=alive)
     assert obj["status"]["phase"] == "Ready"
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["status"]["models"]["ready"] == "3/3"
+    models_since = next(x for x in obj["status"]["conditions"] if x["type"] == "ModelsReady")
     table = plane.kubectl("get", "sp", "demo", "-n", NS)
     assert "Ready" in table
     assert "3/3" in table
 
-    # A spec change reaches the children.
-    change = {
-        "spec": {
-            "topics": {"raw": {"partitions": 12}},
-            "models": [
-                {"name": "toxicity", "task": "multi_label_classification", "maxReplicas": 6}
-            ],
-        }
-    }
-    plane.request("PATCH", f"{SP}/demo", change, content_type=MERGE)
-    hpa = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/demo-model-toxicity"
-    wait_until(lambda: plane.get(hpa)["spec"]["maxReplicas"] == 6, timeout=30, what="HPA max 6")
+    # The autoscaler raises toxicity to 3; a spec change keeps its count.
+    plane.request(
+        "PATCH",
+        f"{APPS}/demo-model-toxicity/scale",
+        {"spec": {"replicas": 3}},
+        content_type=MERGE,
+    )
+    spec_change(plane, "demo", {"topics": {"raw": {"partitions": 12}}})
     wait_until(
-        lambda: plane.get(f"{strimzi}/kafkatopics/demo-raw")["spec"]["partitions"] == 12,
+        lambda: plane.get(f"{STRIMZI}/kafkatopics/demo-raw")["spec"]["partitions"] == 12,
         timeout=30,
         what="12 partitions",
     )
-    wait_until(lambda: plane.get(f"{apps}/demo-model-ner") is None, timeout=30, what="ner pruned")
+    # the topic's new generation is not ready until Strimzi has seen it
+    wait_until(
+        lambda: condition(plane.get(f"{SP}/demo"), "KafkaReady") == "False",
+        timeout=30,
+        what="KafkaReady False for the new generation",
+    )
+    report_ready(plane, NS, "demo", flink=False)
+    wait_until(streampulse_ready, timeout=60, what="Ready again", alive=alive)
+    assert plane.get(f"{APPS}/demo-model-toxicity")["spec"]["replicas"] == 3
+    again = next(
+        x for x in plane.get(f"{SP}/demo")["status"]["conditions"] if x["type"] == "ModelsReady"
+    )
+    # the models stayed ready while Kafka did not: their condition kept its transition time
+    assert again["status"] == "True"
+    assert again["lastTransitionTime"] == models_since["lastTransitionTime"]
+
+    # A model dropped from the spec is pruned; maxReplicas reaches the HPA.
+    spec_change(
+        plane,
+        "demo",
+        {
+            "models": [
+                {
+                    "name": "toxicity",
+                    "task": "multi_label_classification",
+                    "minReplicas": 2,
+                    "maxReplicas": 6,
+                }
+            ]
+        },
+    )
+    hpa = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/demo-model-toxicity"
+    wait_until(lambda: plane.get(hpa)["spec"]["maxReplicas"] == 6, timeout=30, what="HPA max 6")
+    wait_until(lambda: plane.get(f"{APPS}/demo-model-ner") is None, timeout=30, what="ner pruned")
+    assert plane.get(f"{APPS}/demo-model-toxicity")["spec"]["replicas"] == 3
 
     # Drift: a deleted child comes back, an edited one is restored.
-    plane.request("DELETE", f"{apps}/demo-enrich")
+    plane.request("DELETE", f"{APPS}/demo-enrich")
     plane.request(
         "PATCH",
         f"/api/v1/namespaces/{NS}/configmaps/demo-ingest",
@@ -264,7 +318,7 @@ def test_the_example_runs_through_its_whole_life(
         content_type=MERGE,
     )
     wait_until(
-        lambda: (plane.get(f"{apps}/demo-enrich") or {}).get("metadata", {}).get("uid"),
+        lambda: (plane.get(f"{APPS}/demo-enrich") or {}).get("metadata", {}).get("uid"),
         timeout=30,
         what="enrich restored",
     )
@@ -279,78 +333,88 @@ def test_the_example_runs_through_its_whole_life(
         what="config restored",
     )
 
-    # Suspend and resume.
-    plane.request("PATCH", f"{SP}/demo", {"spec": {"suspend": True}}, content_type=MERGE)
+    # Suspend and resume: the autoscaler's count comes back.
+    spec_change(plane, "demo", {"suspend": True})
     wait_until(
-        lambda: plane.get(flink)["spec"]["job"]["state"] == "suspended",
+        lambda: plane.get(f"{FLINK}/demo-flink")["spec"]["job"]["state"] == "suspended",
         timeout=30,
         what="flink suspended",
     )
     wait_until(
         lambda: all(
-            plane.get(f"{apps}/{d}")["spec"]["replicas"] == 0
+            plane.get(f"{APPS}/{d}")["spec"]["replicas"] == 0
             for d in ("demo-ingest", "demo-enrich", "demo-model-toxicity")
         ),
         timeout=30,
         what="scaled to zero",
     )
-    plane.request(
-        "PATCH",
-        f"{flink}/status",
-        {"status": {"jobStatus": {"state": "SUSPENDED"}, "lifecycleState": "SUSPENDED"}},
-        content_type=MERGE,
-    )
+    assert plane.get(hpa) is None
+    report_flink(plane, NS, "demo", "SUSPENDED", "SUSPENDED")
     wait_until(
         lambda: plane.get(f"{SP}/demo")["status"]["phase"] == "Suspended",
         timeout=60,
         what="phase Suspended",
     )
-    plane.request("PATCH", f"{SP}/demo", {"spec": {"suspend": False}}, content_type=MERGE)
+    spec_change(plane, "demo", {"suspend": False})
     wait_until(
         lambda: (
-            plane.get(f"{apps}/demo-model-toxicity")["spec"]["replicas"] == 1
-            and plane.get(flink)["spec"]["job"]["state"] == "running"
+            plane.get(f"{APPS}/demo-model-toxicity")["spec"]["replicas"] == 3
+            and plane.get(f"{FLINK}/demo-flink")["spec"]["job"]["state"] == "running"
+            and plane.get(f"{APPS}/demo-ingest")["spec"]["replicas"] == 1
         ),
         timeout=30,
-        what="resumed",
+        what="resumed with the autoscaler's 3 replicas",
+    )
+    assert not managed_replicas_fields(
+        plane.get(f"{APPS}/demo-model-toxicity"), "streampulse-operator"
     )
 
     # Deleting the StreamPulse garbage-collects everything.
     plane.request("DELETE", f"{SP}/demo", {"propagationPolicy": "Foreground"})
     wait_until(
         lambda: (
-            plane.get(f"{apps}/demo-ingest") is None
-            and plane.get(f"{strimzi}/kafkas/demo") is None
+            plane.get(f"{APPS}/demo-ingest") is None
+            and plane.get(f"{STRIMZI}/kafkas/demo") is None
             and plane.get(f"/api/v1/namespaces/{NS}/secrets/demo-minio-credentials") is None
         ),
         timeout=90,
         what="children garbage-collected",
     )
-
-
-def operator_alive(process: subprocess.Popen[bytes]) -> Any:
-    def check() -> None:
-        if process.poll() is not None:
-            raise RuntimeError(f"the operator exited with {process.returncode}")
-
-    return check
-
-
-def test_transitions_were_posted_as_events_and_rbac_sufficed(
-    plane: ControlPlane, operator: subprocess.Popen[bytes]
-) -> None:
-    """Runs after the whole life above: its transitions are Events, and the operator (running as
-    the chart's ServiceAccount) was never refused anything."""
-    events = plane.request("GET", f"/api/v1/namespaces/{NS}/events")["items"]
-    mine = [
-        e
-        for e in events
-        if e["involvedObject"].get("kind") == "StreamPulse"
-        and e["involvedObject"]["name"] == "demo"
-    ]
-    reasons = {e["reason"] for e in mine}
-    assert {"Ready", "KafkaReady", "FlinkReady", "ModelsReady"} <= reasons, reasons
-    log = (plane.directory / "operator.log").read_text(errors="replace")
+    log = operator.log.read_text(errors="replace")
     assert "forbidden" not in log.lower(), [
         line for line in log.splitlines() if "forbidden" in line.lower()
     ][:5]
+
+
+def test_transitions_are_posted_as_events(plane: ControlPlane, operator: OperatorRun) -> None:
+    """Self-contained: its own resource, from creation to Ready."""
+    make_lake_volume(plane, "lake-events")
+    plane.request("POST", SP, new_resource("events"))
+    wait_until(
+        lambda: plane.get(f"{STRIMZI}/kafkas/events"),
+        timeout=30,
+        what="the Kafka",
+        alive=operator.check_alive,
+    )
+    report_ready(plane, NS, "events", flink=False)
+    wait_until(lambda: plane.get(f"{FLINK}/events-flink"), timeout=60, what="the Flink job")
+    report_flink(plane, NS, "events", "STABLE", "RUNNING")
+    wait_until(
+        lambda: condition(plane.get(f"{SP}/events"), "Ready") == "True",
+        timeout=120,
+        what="Ready",
+        alive=operator.check_alive,
+    )
+
+    def reasons() -> set[str] | None:
+        items = plane.request("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+        found = {
+            e["reason"]
+            for e in items
+            if e["involvedObject"].get("kind") == "StreamPulse"
+            and e["involvedObject"]["name"] == "events"
+        }
+        return found if {"Ready", "KafkaReady", "FlinkReady", "ModelsReady"} <= found else None
+
+    wait_until(reasons, timeout=30, what="the transitions as Events")
+    plane.request("DELETE", f"{SP}/events")

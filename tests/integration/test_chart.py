@@ -77,18 +77,22 @@ def _rules(doc: dict[str, Any]) -> set[tuple[str, str, str]]:
     }
 
 
+VERBS = ("list", "create", "patch", "delete")
+
+
 def test_the_operator_may_do_exactly_what_it_does() -> None:
-    """list, patch (server-side apply) and delete on every listed child kind; Secrets: create
-    only (never read); the Flink job's ClusterRole: bind only; nothing else on children."""
+    """list, create and patch (server-side apply) and delete on every listed child kind;
+    Secrets: create only (never read); the Flink job's ClusterRole: bind only; nothing else on
+    children."""
     roles = {d["metadata"]["name"]: d for d in _rendered() if d["kind"] == "ClusterRole"}
     operator, flink = roles["streampulse"], roles[CLUSTER_ROLE]
     granted = _rules(operator)
     for kind in LISTED_KINDS:
-        for verb in ("list", "patch", "delete"):
+        for verb in VERBS:
             assert (kind.group, kind.plural, verb) in granted, (kind, verb)
     children = {(k.group, k.plural) for k in CHILD_KINDS}
     extra = {(g, r, v) for g, r, v in granted if (g, r) in children} - {
-        (k.group, k.plural, v) for k in LISTED_KINDS for v in ("list", "patch", "delete")
+        (k.group, k.plural, v) for k in LISTED_KINDS for v in VERBS
     }
     assert extra == {("", "secrets", "create")}
     assert ("rbac.authorization.k8s.io", "clusterroles", "bind") in granted
@@ -141,7 +145,7 @@ def _dashboard_config_maps(*sets: str) -> dict[str, dict[str, Any]]:
 def test_every_dashboard_renders_as_a_labelled_config_map() -> None:
     maps = _dashboard_config_maps()
     files = sorted(DASHBOARDS.glob("*.json"))
-    assert len(files) == 7
+    assert len(files) == 6
     assert sorted(maps) == [f"streampulse-dashboard-{f.stem}" for f in files]
     for path in files:
         config_map = maps[f"streampulse-dashboard-{path.stem}"]
@@ -158,7 +162,7 @@ def test_dashboards_follow_their_values() -> None:
     maps = _dashboard_config_maps(
         "grafana.dashboards.namespace=monitoring", "grafana.dashboards.folder="
     )
-    assert len(maps) == 7
+    assert len(maps) == 6
     for config_map in maps.values():
         assert config_map["metadata"]["namespace"] == "monitoring"
         assert "annotations" not in config_map["metadata"]

@@ -91,19 +91,6 @@ MINIO = {
     "minio_s3_traffic_sent_bytes": COUNTER,
 }
 
-# ingress-nginx's controller metrics (port 10254; Helm values controller.metrics.enabled and
-# controller.metrics.serviceMonitor.enabled), for the gateway Ingress <name>-gateway. The cluster's
-# owner installs and scrapes the controller; the operator only renders the Ingress. Labels include
-# ingress, service and status.
-INGRESS_NGINX = {
-    "nginx_ingress_controller_requests": COUNTER,
-    "nginx_ingress_controller_request_duration_seconds": HISTOGRAM,
-    "nginx_ingress_controller_response_duration_seconds": HISTOGRAM,
-    "nginx_ingress_controller_request_size": HISTOGRAM,
-    "nginx_ingress_controller_response_size": HISTOGRAM,
-    "nginx_ingress_controller_nginx_process_connections": GAUGE,
-}
-
 # kube-state-metrics (v2 names), part of every kube-prometheus-stack install: the model HPAs.
 KUBE_STATE_METRICS = {
     "kube_horizontalpodautoscaler_status_current_replicas": GAUGE,
@@ -122,7 +109,6 @@ EXPORTERS = {
     "Flink PrometheusReporter": FLINK_REPORTER,
     "Paimon commit metrics (through Flink)": PAIMON_COMMIT,
     "MinIO cluster metrics": MINIO,
-    "ingress-nginx controller": INGRESS_NGINX,
     "kube-state-metrics": KUBE_STATE_METRICS,
     "kubelet": KUBELET,
 }

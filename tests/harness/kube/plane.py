@@ -168,7 +168,9 @@ class ControlPlane:
             check=False,
         )
         if proc.returncode != 0:
-            raise subprocess.CalledProcessError(proc.returncode, argv, proc.stdout, proc.stderr)
+            error = subprocess.CalledProcessError(proc.returncode, argv, proc.stdout, proc.stderr)
+            error.add_note(proc.stderr[-3000:])
+            raise error
         return proc.stdout
 
     def request(
