@@ -33,6 +33,7 @@ from streampulse_operator.status import failed_status
 
 logger = logging.getLogger(__name__)
 RESOURCE = (STREAMPULSE.group, STREAMPULSE.version, STREAMPULSE.plural)
+RETRY_DELAY_S = 2.0  # a handler whose round could not run is retried this soon
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,10 +42,9 @@ def plain(body: Mapping[str, Any]) -> dict[str, Any]:
     return copied
 
 
-async def reconcile_resource(
-    reconciler: Reconciler, resource: dict[str, Any]
-) -> dict[str, Any] | None:
-    """Reconcile under the resource's lock; the new status, or None to leave it as it is."""
+async def reconcile_resource(reconciler: Reconciler, resource: dict[str, Any]) -> dict[str, Any]:
+    """Reconcile under the resource's lock; the new status. Raises ``ReconcileError`` when this
+    round could not run."""
     before = resource.get("status")
     async with reconciler.lock(resource["metadata"]["uid"]):
         try:
@@ -52,16 +52,27 @@ async def reconcile_resource(
         except InvalidSpec as exc:
             logger.warning("%s: %s", resource["metadata"]["name"], exc)
             status = failed_status(owner_of(resource), str(exc), now_rfc3339())
-        except ReconcileError as exc:
-            logger.warning("reconciling %s: %s", resource["metadata"]["name"], exc)
-            return None
     await announce(reconciler.client, resource, before, status)
     return status
 
 
+async def resync_resource(
+    reconciler: Reconciler, resource: dict[str, Any]
+) -> dict[str, Any] | None:
+    """For the resync loop: a round that could not run leaves the status as it was."""
+    try:
+        return await reconcile_resource(reconciler, resource)
+    except ReconcileError as exc:
+        logger.warning("reconciling %s: %s", resource["metadata"]["name"], exc)
+        return None
+
+
 async def reconcile_body(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
-    status = await reconcile_resource(memo.reconciler, plain(body))
-    for key, value in (status or {}).items():
+    try:
+        status = await reconcile_resource(memo.reconciler, plain(body))
+    except ReconcileError as exc:  # e.g. a kind's storage still initializing: soon again
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_S) from exc
+    for key, value in status.items():
         patch.status[key] = value
 
 
@@ -97,7 +108,7 @@ def register() -> kopf.OperatorRegistry:
             resync_stale_after_s=operator.resync_interval_s * 3 + operator.api_timeout_s * 4,
         )
         memo.reconciler, memo.health = reconciler, health
-        resync = Resync(client, operator, health, lambda r: reconcile_resource(reconciler, r))
+        resync = Resync(client, operator, health, lambda r: resync_resource(reconciler, r))
         memo.resync = asyncio.create_task(resync.run_forever(), name="streampulse-resync")
 
     @kopf.on.login(registry=registry)

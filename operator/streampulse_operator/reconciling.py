@@ -51,6 +51,7 @@ T = TypeVar("T")
 NOT_FOUND = 404
 CONFLICT = 409
 TOO_MANY_REQUESTS = 429
+LIST_ATTEMPTS, LIST_RETRY_S = 3, 0.3  # a list the API server refuses for now is asked again
 # The /scale writes have a field manager of their own: an Update, never the Apply that owns the
 # rest of the Deployment, so a later apply without replicas leaves them to the HPA.
 SCALE_FIELD_MANAGER_SUFFIX = "-scale"
@@ -214,11 +215,17 @@ class Reconciler:
 
         async def listed(kind: kinds.ChildKind) -> list[dict[str, Any]]:
             cls = kinds.resource_class(kind)
-            async with self._limit:
-                return [
-                    dict(o)
-                    async for o in self.client.list(cls, namespace=owner.namespace, labels=selector)
-                ]
+            for attempt in range(LIST_ATTEMPTS):
+                try:
+                    async with self._limit:
+                        listing = self.client.list(cls, namespace=owner.namespace, labels=selector)
+                        return [dict(o) async for o in listing]
+                except ApiError as exc:
+                    # 429, or 503 "storage is (re)initializing" of a CRD just installed
+                    if _status_code(exc) < TOO_MANY_REQUESTS or attempt == LIST_ATTEMPTS - 1:
+                        raise
+                await asyncio.sleep(LIST_RETRY_S * (attempt + 1))
+            raise AssertionError("unreachable")
 
         found = await asyncio.gather(
             *(listed(k) for k in kinds.LISTED_KINDS), return_exceptions=True

@@ -71,8 +71,16 @@ class WatchHealth:
         return found
 
 
+def _ready(resource: Mapping[str, Any]) -> bool | None:
+    for condition in (resource.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return None
+
+
 class Resync:
-    """Reconciles every StreamPulse the operator watches, every ``resync_interval_s``."""
+    """Reconciles every StreamPulse the operator watches, every ``resync_interval_s`` (and the
+    ones not yet Ready every ``pending_resync_interval_s``)."""
 
     def __init__(
         self,
@@ -86,6 +94,7 @@ class Resync:
         self.health = health
         self.reconcile = reconcile
         self._class = kinds.resource_class(kinds.STREAMPULSE)
+        self._last: dict[str, float] = {}
 
     async def run_forever(self) -> None:
         while True:
@@ -95,21 +104,34 @@ class Resync:
                 logger.warning("resync failed: %s", exc.status.message)
             except Exception:
                 logger.exception("resync failed")
-            await asyncio.sleep(self.settings.resync_interval_s)
+            await asyncio.sleep(self.settings.pending_resync_interval_s)
+
+    def _due(self, resource: Mapping[str, Any], now: float) -> bool:
+        """Every resource once per resync interval; one that is not Ready (children starting,
+        components waiting for their dependencies) every pending interval, so a child turning
+        ready is acted on within seconds."""
+        last = self._last.get(resource["metadata"]["uid"])
+        if last is None or now - last >= self.settings.resync_interval_s:
+            return True
+        return _ready(resource) is not True
 
     async def run_once(self) -> int:
-        """One pass over every resource; returns how many were reconciled."""
+        """One pass over the resources that are due; returns how many were reconciled."""
         resources = await self._list()
         reconciled = 0
+        now = time.monotonic()
         for resource in resources:
             meta = resource["metadata"]
             self.health.listed(meta["uid"], meta["resourceVersion"])
-            if meta.get("deletionTimestamp"):
+            if meta.get("deletionTimestamp") or not self._due(resource, now):
                 continue
+            self._last[meta["uid"]] = now
             status = await self.reconcile(resource)
             reconciled += 1
             if status is not None and status != resource.get("status"):
                 await self._write_status(resource, status)
+        listed = {r["metadata"]["uid"] for r in resources}
+        self._last = {uid: t for uid, t in self._last.items() if uid in listed}
         self.health.resynced()
         return reconciled
 

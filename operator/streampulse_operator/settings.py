@@ -31,6 +31,12 @@ class OperatorSettings(BaseSettings):
         description="Seconds between resync passes over every resource. Repairs drift (an "
         "edited or deleted child) and refreshes status; 10 s keeps repairs well under 30 s.",
     )
+    pending_resync_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds between reconciles of a resource that is not Ready yet: a child "
+        "turning ready (Kafka, for the workers waiting on it) is acted on within this time.",
+    )
     apply_concurrency: int = Field(
         8, ge=1, le=64, description="API requests in flight per resource while reconciling."
     )
