@@ -297,9 +297,24 @@ class Cluster:
             raise ClusterError(f"admin.conf does not name {server}")
         self.kubeconfig.write_text(admin.replace(server, self.server))
         self.kubeconfig.chmod(0o600)
+        with say.step("kube-proxy's rules for the kubernetes Service"):
+            # pods started earlier would send their first API request nowhere and wait 30s
+            wait_for(
+                lambda: (
+                    f"{self.network.api_service_ip}/32"
+                    in self.exec_node(
+                        "iptables", "-t", "nat", "-S", "KUBE-SERVICES", check=False
+                    ).stdout
+                ),
+                timeout_s=180,
+                what="kube-proxy to program the kubernetes Service",
+            )
         with say.step("add-ons: CoreDNS without upstream, kube-router, metrics-server, local-path"):
+            # kubeadm keeps a Corefile that differs from its default: put ours in place first
             self.kubectl("apply", "-f", "-", input_text=manifests.coredns_configmap())
-            self.kubectl("-n", "kube-system", "rollout", "restart", "deployment/coredns")
+            self.exec_node(
+                "kubeadm", "init", "phase", "addon", "coredns", "--config=/streampulse/kubeadm.yaml"
+            )
             self.kubectl("apply", "-f", "-", input_text=manifests.kube_router(self.network))
             self.kubectl("apply", "-f", "-", input_text=manifests.metrics_server())
             helper = manifests.local_path_storage(HELPER_IMAGE)

@@ -29,6 +29,8 @@ class Network:
     node_pod_cidr: str = "10.244.0.0/24"
     service_subnet: str = "10.96.0.0/16"
     dns_ip: str = "10.96.0.10"
+    api_service_ip: str = "10.96.0.1"
+    """The ``kubernetes`` Service: the first address of the service range."""
 
 
 def kubeadm_config(net: Network) -> str:
@@ -50,6 +52,8 @@ nodeRegistration:
   taints: []
 skipPhases:
   - preflight
+  # installed after the Corefile below is in place (kubeadm then keeps a modified Corefile)
+  - addon/coredns
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
