@@ -72,7 +72,12 @@ def prepare_local_jvm(scratch_dir: str) -> None:
 
 
 def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) -> TableEnvironment:
-    prepare_local_jvm(opts.scratch_dir)
+    """The job's table environment. ``jars`` are the connectors of a local run (the mini-cluster
+    this process starts); in a cluster image they are in ``/opt/flink/lib`` already, none are
+    given, and the cluster's own configuration (REST endpoint, JVM) is left alone."""
+    local = bool(jars)
+    if local:
+        prepare_local_jvm(opts.scratch_dir)
     settings = (
         EnvironmentSettings.in_streaming_mode()
         if streaming
@@ -99,11 +104,11 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
         "execution.checkpointing.interval": f"{opts.checkpoint_interval_ms} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "rest.bind-address": "127.0.0.1",
-        "rest.address": "127.0.0.1",
-        "rest.port": str(opts.rest_port),
     }
-    if jars:  # locally; in a cluster image the connectors are in /opt/flink/lib already
+    if local:  # the mini-cluster's REST API on loopback, the connectors from the cache
+        values["rest.bind-address"] = "127.0.0.1"
+        values["rest.address"] = "127.0.0.1"
+        values["rest.port"] = str(opts.rest_port)
         values["pipeline.jars"] = jars
     if opts.checkpoint_dir:
         values["execution.checkpointing.dir"] = opts.checkpoint_dir

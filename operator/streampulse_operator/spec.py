@@ -105,6 +105,7 @@ class Model(_Spec):
     minReplicas: int = 1
     maxReplicas: int = 3
     targetCPUUtilization: int = 70
+    scaleDownStabilizationSeconds: int = 300
     maxBatchSize: int = 32
     resources: Resources = Resources()
 

@@ -103,6 +103,9 @@ def _model(owner: Owner, spec: StreamPulseSpec, model: Model) -> list[c.Manifest
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": model.minReplicas,
             "maxReplicas": model.maxReplicas,
+            "behavior": {
+                "scaleDown": {"stabilizationWindowSeconds": model.scaleDownStabilizationSeconds}
+            },
             "metrics": [
                 {
                     "type": "Resource",

@@ -53,11 +53,20 @@ def test_the_flink_job_has_its_own_service_account_bound_to_the_charts_role() ->
 
 def test_model_deployments_leave_their_replicas_to_the_hpa() -> None:
     spec = {**CASES["example"]}
-    spec["models"] = [{"name": "toxicity", "task": "multi_label_classification", "minReplicas": 2}]
+    spec["models"] = [
+        {
+            "name": "toxicity",
+            "task": "multi_label_classification",
+            "minReplicas": 2,
+            "scaleDownStabilizationSeconds": 15,
+        }
+    ]
     found = objects(spec)
     deployment = found[("Deployment", "demo-model-toxicity")]
     assert "replicas" not in deployment["spec"]
-    assert found[("HorizontalPodAutoscaler", "demo-model-toxicity")]["spec"]["minReplicas"] == 2
+    hpa = found[("HorizontalPodAutoscaler", "demo-model-toxicity")]["spec"]
+    assert hpa["minReplicas"] == 2
+    assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 15
     suspended = objects({**spec, "suspend": True})[("Deployment", "demo-model-toxicity")]
     assert suspended["spec"]["replicas"] == 0
 
