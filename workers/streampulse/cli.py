@@ -306,6 +306,12 @@ def fetch_kafka() -> None:
 def run_kafka(
     port: Annotated[int, typer.Option(help="Broker port; 0 picks a free one.")] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Log directory.")] = None,
+    bind_host: Annotated[
+        str, typer.Option(help="Listen address: loopback here, 0.0.0.0 in a pod.")
+    ] = "127.0.0.1",
+    advertised_host: Annotated[
+        str | None, typer.Option(help="Host name clients are told (a pod's Service).")
+    ] = None,
 ) -> None:
     """Run one KRaft Kafka broker in the foreground until Ctrl-C."""
     settings = _settings()
@@ -316,6 +322,8 @@ def run_kafka(
         port=port or settings.local.kafka_port,
         heap_mb=settings.local.kafka_heap_mb,
         java_home=settings.local.java_home,
+        bind_host=bind_host,
+        advertised_host=advertised_host,
     )
     with broker:
         typer.echo(f"kafka: listening on {broker.bootstrap_servers}", err=False)

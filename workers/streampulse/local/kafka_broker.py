@@ -139,12 +139,15 @@ class KafkaBroker:
     heap_mb: int = 1024
     java_home: Path | None = None
     startup_timeout_s: float = 90.0
+    # Loopback on a machine; in a pod 0.0.0.0, advertised as the pod's Service name.
+    bind_host: str = "127.0.0.1"
+    advertised_host: str | None = None
     _process: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.advertised_host or self.bind_host}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -164,8 +167,10 @@ class KafkaBroker:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": (
+                f"PLAINTEXT://{self.bind_host}:{self.port},CONTROLLER://127.0.0.1:{controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://{self.bootstrap_servers}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
