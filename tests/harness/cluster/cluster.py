@@ -451,7 +451,6 @@ class Cluster:
                     "--namespace=k8s.io",
                     "images",
                     "import",
-                    "--digests",
                     "-",
                 ],
                 env=env,
