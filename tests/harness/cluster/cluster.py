@@ -160,6 +160,7 @@ class Cluster:
             f"(node {cluster.timings.get('ready_s', 0):.0f}s after the images)"
         )
         say(f"export KUBECONFIG={cluster.kubeconfig}")
+        say(f"kubectl {KUBERNETES}: {cluster.kubectl_bin}")
         return cluster
 
     @classmethod

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -80,6 +81,25 @@ class Progress:
         t0 = time.monotonic()
         yield
         self(f"{what}: done in {time.monotonic() - t0:.1f}s")
+
+    @contextlib.contextmanager
+    def heartbeat(self, label: str, log: Path, every_s: float = HEARTBEAT_S) -> Iterator[None]:
+        """Print a heartbeat with ``log``'s last line while the body runs (for work done by code
+        that prints nothing itself, such as another harness's build)."""
+        stop = threading.Event()
+        t0 = time.monotonic()
+
+        def beat() -> None:
+            while not stop.wait(every_s):
+                self(f"  {label}: still running ({time.monotonic() - t0:.0f}s) | {_last_line(log)}")
+
+        thread = threading.Thread(target=beat, name=f"heartbeat {label}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 def recipe_hash(*parts: object) -> str:

@@ -33,6 +33,7 @@ from tests.harness.cluster.common import (
 from tests.harness.cluster.components import NodeBinaries, ensure_node_binaries
 from tests.harness.cluster.engine import Engine
 from tests.harness.kube.build import ensure_binaries as ensure_control_plane_binaries
+from tests.harness.kube.build import kube_home
 
 NODE_FILES = Path(__file__).parent / "node"
 NODE_IMAGE = f"streampulse/node:{v.KUBERNETES}"
@@ -224,7 +225,10 @@ def ensure_node_image(
     root = cache_root(cache_dir)
     for name in ("debian", "net", "node"):
         ensure_base(engine, BASES[name], cache_dir, say)
-    with say.step("control-plane binaries (tests.harness.kube)"):
+    with (
+        say.step("control-plane binaries (tests.harness.kube)"),
+        say.heartbeat("control-plane build", kube_home(root) / "build.log"),
+    ):
         control_plane = ensure_control_plane_binaries(root)
     node_bins = ensure_node_binaries(cache_dir, say)
     recipes = component_recipes(node_bins, control_plane.bin_dir)
