@@ -1,0 +1,181 @@
+"""``build_images``: the project's images built from the checkout, offline, with local bases.
+
+Each image is built from a temporary context (``contexts.build_context``: the checkout's sources
+as ``.dockerignore`` allows, plus its staged inputs), with ``--network none`` (no ``RUN`` step may
+need a network) and the build arguments that swap the upstream bases and downloads for the local
+ones. The images are tagged as the chart and the StreamPulse spec expect them, so a cluster that
+loads them runs them as a user's cluster would run the published ones.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tests.harness.cluster.bases import BASES, ensure_base
+from tests.harness.cluster.common import ClusterError, Progress, cache_root, run_capture, run_step
+from tests.harness.cluster.engine import Engine, ensure_engine
+from tests.harness.images.contexts import build_context
+from tests.harness.images.flinkbase import ensure_flink_base
+from tests.harness.images.recipes import IMAGES, ImageRecipe
+from tests.harness.images.running import python_version_of
+from tests.harness.images.staging import DICTIONARY_NAME, MODEL_NAMES, Stager, dockerfile_arg
+
+REPO = Path(__file__).resolve().parents[3]
+
+Builder = Literal["classic", "buildkit"]
+BUILDERS: tuple[Builder, ...] = ("classic", "buildkit")
+WHEELS_IN_IMAGE = "/wheels"
+"""Where the Dockerfiles copy ``stage-wheels/`` (``PIP_FIND_LINKS``)."""
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One built image."""
+
+    name: str
+    tag: str
+    image_id: str
+    seconds: float
+    """Wall time of its ``docker build`` (staging and bases not included)."""
+    size_bytes: int
+    rebuilt: bool
+    """False when the build produced the image the tag already named (every layer cached)."""
+
+
+def image_names(only: Iterable[str] | None) -> list[str]:
+    names = list(only) if only else list(IMAGES)
+    unknown = [name for name in names if name not in IMAGES]
+    if unknown:
+        raise ClusterError(f"unknown image(s) {', '.join(unknown)}; known: {', '.join(IMAGES)}")
+    return names
+
+
+def _inputs(
+    recipe: ImageRecipe, stager: Stager, engine: Engine, cache_dir: Path | None, say: Progress
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """What one image's context stages, and its build arguments."""
+    python = ensure_base(engine, BASES["python"], cache_dir, say)
+    args = {"PYTHON_IMAGE": python, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELS_IN_IMAGE}
+    if recipe.name == "flink":
+        args["FLINK_IMAGE"] = ensure_flink_base(engine, stager, cache_dir, say)
+        args["MAVEN_IMAGE"] = ensure_base(engine, BASES["debian"], cache_dir, say)
+    # the wheels are resolved for the Python of the image that installs them
+    installs_into = args["FLINK_IMAGE"] if recipe.name == "flink" else python
+    wheels = stager.wheelhouse(recipe.wheelhouse, python_version_of(engine, installs_into))
+    staged: dict[str, Path] = {"stage-wheels": wheels}
+    if recipe.name == "workers":
+        staged[f"stage-jetstream/{DICTIONARY_NAME}"] = stager.dictionary()
+    elif recipe.name == "models":
+        models = stager.models()
+        for model in MODEL_NAMES:
+            staged[f"stage-models/{model}"] = models / model
+    elif recipe.name == "flink":
+        pinned = dockerfile_arg(stager.repo / recipe.dockerfile, "FLINK_VERSION")
+        if pinned != (version := stager.flink_version()):
+            raise ClusterError(
+                f"flink/Dockerfile builds Flink {pinned}, flink/environment.py pins {version}"
+            )
+        staged["stage-flink-jars"] = stager.flink_jars()
+    return staged, args
+
+
+def _buildkit_cli(engine: Engine) -> str:
+    """A client that runs BuildKit builds by itself: 20.10 to 22.x (23+ need the buildx plugin)."""
+    for cli in (engine.cli, "/usr/bin/docker"):
+        if not shutil.which(cli):
+            continue
+        proc = run_capture([cli, "version", "--format", "{{.Client.Version}}"], check=False)
+        major = proc.stdout.strip().split(".")[0]
+        if major.isdigit() and 20 <= int(major) < 23:
+            return cli
+    raise ClusterError(
+        "BuildKit builds need a docker client 20.10-22.x (Debian's docker.io has /usr/bin/docker) "
+        "or the buildx plugin; use the classic builder"
+    )
+
+
+def _image(engine: Engine, tag: str) -> tuple[str, int] | None:
+    proc = engine.docker("image", "inspect", tag, check=False)
+    if proc.returncode != 0:
+        return None
+    found = json.loads(proc.stdout)[0]
+    return str(found["Id"]), int(found["Size"])
+
+
+def build_image(
+    recipe: ImageRecipe,
+    *,
+    engine: Engine,
+    stager: Stager,
+    cache_dir: Path | None = None,
+    builder: Builder = "classic",
+    say: Progress | None = None,
+) -> ImageResult:
+    """Build one image from the stager's checkout; raises :class:`ClusterError` on failure."""
+    say = say or Progress(prefix="images")
+    staged, args = _inputs(recipe, stager, engine, cache_dir, say)
+    env = engine.env()
+    cli = engine.cli
+    argv_tail = ["--network", "none", "-t", recipe.tag]
+    if builder == "buildkit":
+        cli = _buildkit_cli(engine)
+        env["DOCKER_BUILDKIT"] = "1"
+        argv_tail += ["--progress", "plain"]
+    for key, value in args.items():
+        argv_tail += ["--build-arg", f"{key}={value}"]
+    logs = cache_root(cache_dir) / "images-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{recipe.name}.log"
+    log.unlink(missing_ok=True)
+    before = _image(engine, recipe.tag)
+    with build_context(stager.repo, staged) as context:
+        say(f"{recipe.name}: docker build -f {recipe.dockerfile} ({builder} builder; log {log})")
+        started = time.monotonic()
+        run_step(
+            [cli, "build", "-f", str(context / recipe.dockerfile), *argv_tail, str(context)],
+            log=log,
+            say=say,
+            label=f"docker build {recipe.name}",
+            env=env,
+            timeout_s=3600,
+        )
+        seconds = time.monotonic() - started
+    after = _image(engine, recipe.tag)
+    if after is None:
+        raise ClusterError(f"{recipe.tag} is missing after its build; see {log}")
+    image_id, size = after
+    rebuilt = before is None or before[0] != image_id
+    say(
+        f"{recipe.name}: {recipe.tag} {'built' if rebuilt else 'unchanged'} in {seconds:.1f}s, "
+        f"{size / 1e6:.0f} MB"
+    )
+    return ImageResult(recipe.name, recipe.tag, image_id, seconds, size, rebuilt)
+
+
+def build_images(
+    cache_dir: Path | None = None,
+    only: Iterable[str] | None = None,
+    *,
+    repo: Path = REPO,
+    builder: Builder = "classic",
+    say: Progress | None = None,
+) -> dict[str, ImageResult]:
+    """Build the project's images (all, or those named in ``only``) from the checkout at ``repo``
+    with the local bases and staged inputs, one after the other; the results by image name."""
+    say = say or Progress(prefix="images")
+    names = image_names(only)
+    engine = ensure_engine(cache_dir, say)
+    stager = Stager(repo=repo, cache_dir=cache_dir, say=say)
+    results: dict[str, ImageResult] = {}
+    for name in names:
+        recipe = IMAGES[name]
+        results[name] = build_image(
+            recipe, engine=engine, stager=stager, cache_dir=cache_dir, builder=builder, say=say
+        )
+    return results
