@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         default="classic",
         help="the engine's classic builder (default) or BuildKit (a 20.10-22.x client)",
     )
+    build.add_argument(
+        "--no-cache", action="store_true", help="rebuild every step (a cold build of the images)"
+    )
     sub.add_parser("stage", help="fetch or find every staged input")
     sub.add_parser("list", help="the images")
     args = parser.parse_args(argv)
@@ -46,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             started = time.monotonic()
-            results = build_images(cache_dir, image_names(args.only), builder=args.builder, say=say)
+            results = build_images(
+                cache_dir,
+                image_names(args.only),
+                builder=args.builder,
+                no_cache=args.no_cache,
+                say=say,
+            )
             print(f"{'image':10} {'tag':48} {'build s':>8} {'size MB':>8}  rebuilt")
             for result in results.values():
                 print(

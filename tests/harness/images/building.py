@@ -115,14 +115,21 @@ def build_image(
     stager: Stager,
     cache_dir: Path | None = None,
     builder: Builder = "classic",
+    no_cache: bool = False,
     say: Progress | None = None,
 ) -> ImageResult:
-    """Build one image from the stager's checkout; raises :class:`ClusterError` on failure."""
+    """Build one image from the stager's checkout; raises :class:`ClusterError` on failure.
+
+    ``no_cache`` rebuilds every step (a cold build of the image; bases and staged inputs stay
+    cached)."""
     say = say or Progress(prefix="images")
     staged, args = _inputs(recipe, stager, engine, cache_dir, say)
     env = engine.env()
     cli = engine.cli
-    argv_tail = ["--network", "none", "-t", recipe.tag]
+    # --force-rm: a failed step's container goes too
+    argv_tail = ["--network", "none", "--force-rm", "-t", recipe.tag]
+    if no_cache:
+        argv_tail.append("--no-cache")
     if builder == "buildkit":
         cli = _buildkit_cli(engine)
         env["DOCKER_BUILDKIT"] = "1"
@@ -151,6 +158,8 @@ def build_image(
         raise ClusterError(f"{recipe.tag} is missing after its build; see {log}")
     image_id, size = after
     rebuilt = before is None or before[0] != image_id
+    if before is not None and rebuilt:  # the image this one replaces: its own layers go
+        engine.docker("image", "rm", before[0], check=False)
     say(
         f"{recipe.name}: {recipe.tag} {'built' if rebuilt else 'unchanged'} in {seconds:.1f}s, "
         f"{size / 1e6:.0f} MB"
@@ -164,6 +173,7 @@ def build_images(
     *,
     repo: Path = REPO,
     builder: Builder = "classic",
+    no_cache: bool = False,
     say: Progress | None = None,
 ) -> dict[str, ImageResult]:
     """Build the project's images (all, or those named in ``only``) from the checkout at ``repo``
@@ -176,6 +186,12 @@ def build_images(
     for name in names:
         recipe = IMAGES[name]
         results[name] = build_image(
-            recipe, engine=engine, stager=stager, cache_dir=cache_dir, builder=builder, say=say
+            recipe,
+            engine=engine,
+            stager=stager,
+            cache_dir=cache_dir,
+            builder=builder,
+            no_cache=no_cache,
+            say=say,
         )
     return results

@@ -70,6 +70,7 @@ def ensure_flink_base(
     with locked(home / ".lock"):
         if engine.image_label(tag, RECIPE_LABEL) == digest:
             return tag
+        replaced = engine.docker("image", "inspect", "--format", "{{.Id}}", tag, check=False)
         staged = {
             "Dockerfile": HERE / "Dockerfile",
             "docker-entrypoint.sh": HERE / "docker-entrypoint.sh",
@@ -88,4 +89,6 @@ def ensure_flink_base(
                 env=engine.env(),
                 timeout_s=1800,
             )
+        if replaced.returncode == 0:  # the base this one replaces: its own layers go
+            engine.docker("image", "rm", replaced.stdout.strip(), check=False)
     return tag
