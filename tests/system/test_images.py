@@ -32,6 +32,7 @@ from streampulse_operator.spec import Flink, Image
 from tests.harness.cluster.common import default_cache_dir
 from tests.harness.cluster.engine import Engine, ensure_engine
 from tests.harness.images import IMAGES, ImageResult, Stager, build_images
+from tests.harness.images.contexts import source_files
 from tests.harness.images.running import free_port, http, run_once, serving, wait_for_http
 from tests.harness.images.staging import dockerfile_arg
 from tests.harness.kube import ControlPlane, ensure_binaries
@@ -81,6 +82,17 @@ def test_images_are_tagged_as_the_chart_and_the_spec_expect(
     for result in built.values():
         assert result.size_bytes > 0
         assert result.seconds > 0
+
+
+def test_build_context_holds_what_dockerignore_allows() -> None:
+    files = set(source_files(REPO))
+    assert {"workers/pyproject.toml", "operator/pyproject.toml", "flink/environment.py"} <= files
+    assert "flink/requirements.txt" in files
+    for left_out in ("tests/", "docs/", "charts/", "crds/", ".git/", ".github/"):
+        assert not any(name.startswith(left_out) for name in files), left_out
+    assert not any("__pycache__" in name or "/.venv/" in name for name in files)
+    # every image's Dockerfile is in it: the harness builds from that context, as CI does
+    assert {recipe.dockerfile for recipe in IMAGES.values()} <= files
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))

@@ -172,28 +172,39 @@ class Stager:
         return self._once(key, lambda: self._wheelhouse(name, python_version))
 
     def _pip(self, python_version: str) -> Path:
-        """A venv's python of the host interpreter that is exactly ``python_version``."""
+        """A venv's python of a host interpreter that is exactly ``python_version``, with a
+        current pip (``ensurepip``'s 23.0 in Debian 12 builds an sdist without ``pyproject.toml``
+        with ``setup.py bdist_wheel``, which fails without the ``wheel`` package; later pips build
+        every sdist in an isolated PEP 517 environment)."""
         home = self.root / f"{PIP_HOME}-{python_version}"
         python = home / "bin" / "python"
-        if python.is_file():
+        if (home / ".complete").is_file():
             return python
-        candidates = [sys.executable, "/usr/bin/python3.11", shutil.which("python3.11")]
-        for candidate in dict.fromkeys(c for c in candidates if c):
-            if Path(candidate).is_file() and _version_of(candidate) == python_version:
-                with locked(self.root / f"{PIP_HOME}-{python_version}.lock"):
-                    if not python.is_file():
-                        run_step(
-                            [candidate, "-m", "venv", str(home)],
-                            log=self.root / f"{PIP_HOME}-{python_version}.log",
-                            say=self.say,
-                            label=f"venv of {candidate}",
-                        )
+        interpreters = (sys.executable, "/usr/bin/python3.11", shutil.which("python3.11"))
+        candidates = [c for c in interpreters if c and Path(c).is_file()]
+        found = [c for c in dict.fromkeys(candidates) if _version_of(c) == python_version]
+        if not found:
+            raise ClusterError(
+                f"no Python {python_version} on this host to resolve wheelhouses for the images' "
+                f"Python {python_version} (tried {', '.join(candidates)}); on Debian 12 install "
+                "python3.11-venv"
+            )
+        log = self.root / f"{PIP_HOME}-{python_version}.log"
+        with locked(self.root / f"{PIP_HOME}-{python_version}.lock"):
+            if (home / ".complete").is_file():
                 return python
-        tried = ", ".join(c for c in candidates if c)
-        raise ClusterError(
-            f"no Python {python_version} on this host to resolve wheelhouses for the images' "
-            f"Python {python_version} (tried {tried}); on Debian 12 install python3.11-venv"
-        )
+            shutil.rmtree(home, ignore_errors=True)
+            with self.say.step(f"pip for the wheelhouses: a venv of {found[0]}"):
+                run_step([found[0], "-m", "venv", str(home)], log=log, say=self.say, label="venv")
+                run_step(
+                    [str(python), "-m", "pip", "install", "--upgrade", "pip"]
+                    + ["--disable-pip-version-check", "--progress-bar", "off"],
+                    log=log,
+                    say=self.say,
+                    label="pip install --upgrade pip",
+                )
+            (home / ".complete").write_text(f"{found[0]}\n")
+        return python
 
     def _wheelhouse(self, name: str, python_version: str) -> Path:
         wanted = requirements(self.repo, name)
