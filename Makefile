@@ -101,9 +101,15 @@ test-integration: venv kafka kube flink-env s3 browser ## Integration tests agai
 test-e2e: venv kafka kube flink-env browser ## End-to-end tests
 	$(PYTEST) tests/e2e -m e2e
 
+.PHONY: test-faults
+test-faults: venv kafka kube flink-env s3 browser ## The fault matrix (docs/reliability.md): two tables and one JSON line
+	rm -rf test-artifacts/faults
+	$(PYTEST) tests/faults -m faults
+	$(BIN)/python -m tests.faults.report
+
 .PHONY: test
 test: lint deps ## Lint, then every test tier (what CI runs)
-	$(MAKE) --no-print-directory test-unit test-integration test-e2e
+	$(MAKE) --no-print-directory test-unit test-integration test-e2e test-faults
 
 .PHONY: bench
 bench: bench-ingest bench-models bench-enrich bench-flink bench-operator ## Every benchmark
