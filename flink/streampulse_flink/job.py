@@ -57,6 +57,9 @@ def prepare_local_jvm(scratch_dir: str) -> None:
     keeps blobs, extracted jars and spill files under ``java.io.tmpdir``, and a job that is
     killed leaves them there.
     """
+    # PyFlink opens a gRPC server for Python functions on every interface of a local run; the
+    # job has none, and "process" mode starts no server (the documented alternative mode).
+    os.environ.setdefault("_python_worker_execution_mode", "process")
     options = _with_fixed_heap(os.environ.get("JVM_ARGS", "").split())
     if not any(option.startswith("-XX:+Use") and option.endswith("GC") for option in options):
         options.append(LOCAL_COLLECTOR)
@@ -105,10 +108,12 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
     }
-    if local:  # the mini-cluster's REST API on loopback, the connectors from the cache
+    if local:  # every port of the mini-cluster on loopback, the connectors from the cache
         values["rest.bind-address"] = "127.0.0.1"
         values["rest.address"] = "127.0.0.1"
         values["rest.port"] = str(opts.rest_port)
+        values["jobmanager.bind-host"] = "127.0.0.1"  # the blob server, RPC
+        values["taskmanager.bind-host"] = "127.0.0.1"
         values["pipeline.jars"] = jars
     if opts.checkpoint_dir:
         values["execution.checkpointing.dir"] = opts.checkpoint_dir

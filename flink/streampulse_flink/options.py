@@ -87,5 +87,10 @@ class JobOptions:
             })  # fmt: skip
             if self.s3_endpoint:
                 options["s3.endpoint"] = self.s3_endpoint
-        pairs = ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+        pairs = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in options.items())
         return f"CREATE CATALOG `{catalog}` WITH ({pairs})"
+
+
+def sql_string(value: str) -> str:
+    """A Flink SQL string literal: quotes doubled, so a key or path with ``'`` stays one value."""
+    return "'" + value.replace("'", "''") + "'"
