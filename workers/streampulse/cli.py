@@ -243,6 +243,13 @@ def sql(
     warehouse: Annotated[
         str | None, typer.Option(help="Local path or s3://bucket/path; default: the local one.")
     ] = None,
+    allow_external_access: Annotated[
+        bool,
+        typer.Option(
+            help="Let queries read and write local files and load extensions (a trusted local "
+            "shell); off, a query sees only the tables."
+        ),
+    ] = False,
 ) -> None:
     """SQL (DuckDB) over the Paimon tables, read with pypaimon: no JVM needed."""
     from streampulse.lakehouse.reading import Lakehouse  # noqa: PLC0415 - optional extra
@@ -255,7 +262,9 @@ def sql(
     if warehouse:
         paimon = paimon.model_copy(update={"warehouse": warehouse})
     try:
-        lakehouse = Lakehouse.open(paimon, settings.local.state_dir / "warehouse")
+        lakehouse = Lakehouse.open(
+            paimon, settings.local.state_dir / "warehouse", external_access=allow_external_access
+        )
         if query is None:
             interactive(lakehouse, output)  # type: ignore[arg-type]
         else:

@@ -136,7 +136,15 @@ _FILES = web.AppKey("files", dict[str, bytes])
 
 @web.middleware
 async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+    """The security headers on every answer, errors (404, 405, 500) included."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(SECURITY_HEADERS)
+        raise
+    except Exception:  # the page says nothing of it; the log has the details (never values)
+        log.exception("%s %s failed", request.method, request.path)
+        response = web.Response(status=500, text="internal error\n")
     response.headers.update(SECURITY_HEADERS)
     return response
 

@@ -55,18 +55,28 @@ class QueryResult:
 class Lakehouse:
     """One Paimon database, read-only."""
 
-    def __init__(self, catalog: Any, database: str) -> None:
+    def __init__(
+        self, catalog: Any, database: str, *, external_access: bool = False, secret: str = ""
+    ) -> None:
+        """``external_access``: let queries read and write files and load extensions (DuckDB's
+        own setting; off, a query sees only the tables). ``secret`` is kept out of messages."""
         self._catalog = catalog
         self.database = database
+        self.external_access = external_access
+        self._secret = secret
 
     @classmethod
-    def open(cls, settings: PaimonSettings, default_warehouse: Path) -> Lakehouse:
+    def open(
+        cls, settings: PaimonSettings, default_warehouse: Path, *, external_access: bool = False
+    ) -> Lakehouse:
         options = catalog_options(settings, default_warehouse)
+        secret = settings.s3_secret_key.get_secret_value()
         try:
             catalog = CatalogFactory.create(options)
         except Exception as exc:
-            raise LakehouseError(f"cannot open warehouse {options['warehouse']}: {exc}") from exc
-        return cls(catalog, settings.database)
+            message = redacted(f"cannot open warehouse {options['warehouse']}: {exc}", secret)
+            raise LakehouseError(message) from exc
+        return cls(catalog, settings.database, external_access=external_access, secret=secret)
 
     def tables(self) -> list[str]:
         """The tables of the database, sorted; none yet when the job has not started."""
@@ -75,7 +85,8 @@ class Lakehouse:
         except Exception as exc:
             if type(exc).__name__ == "DatabaseNotExistException":
                 return []
-            raise LakehouseError(f"cannot list tables of {self.database}: {exc}") from exc
+            message = f"cannot list tables of {self.database}: {exc}"
+            raise LakehouseError(redacted(message, self._secret)) from exc
 
     def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """The latest snapshot of one table (its ``columns`` only, when given)."""
@@ -87,7 +98,8 @@ class Lakehouse:
             table = self._catalog.get_table(f"{self.database}.{name}")
             snapshot = table.snapshot_manager().get_latest_snapshot()
         except Exception as exc:
-            raise LakehouseError(f"cannot read {self.database}.{name}: {exc}") from exc
+            message = f"cannot read {self.database}.{name}: {exc}"
+            raise LakehouseError(redacted(message, self._secret)) from exc
         return None if snapshot is None else int(snapshot.id)
 
     def _read_with_snapshot(
@@ -103,13 +115,16 @@ class Lakehouse:
             splits = builder.new_scan().plan().splits()
             arrow: pa.Table = builder.new_read().to_arrow(splits)
         except Exception as exc:
-            raise LakehouseError(f"cannot read {self.database}.{name}: {exc}") from exc
+            message = f"cannot read {self.database}.{name}: {exc}"
+            raise LakehouseError(redacted(message, self._secret)) from exc
         return arrow, None if snapshot is None else int(snapshot.id)
 
     def query(self, sql: str) -> QueryResult:
         """Run ``sql`` in DuckDB over the tables it names, each loaded from its latest snapshot."""
         names = referenced_tables(sql, self.tables())
-        connection = duckdb.connect()
+        connection = duckdb.connect(
+            config={"enable_external_access": self.external_access, "lock_configuration": True}
+        )
         try:
             snapshots: dict[str, int | None] = {}
             for name in names:
@@ -118,12 +133,17 @@ class Lakehouse:
             try:
                 table = connection.sql(sql).arrow()
             except duckdb.Error as exc:
-                raise LakehouseError(f"query failed: {exc}") from exc
+                raise LakehouseError(redacted(f"query failed: {exc}", self._secret)) from exc
         finally:
             connection.close()
         if isinstance(table, pa.RecordBatchReader):
             table = table.read_all()
         return QueryResult(table=table, snapshots=snapshots)
+
+
+def redacted(text: str, secret: str) -> str:
+    """``text`` without the secret (a library's error message may quote its options)."""
+    return text.replace(secret, "***") if secret else text
 
 
 def referenced_tables(sql: str, known: list[str]) -> list[str]:
