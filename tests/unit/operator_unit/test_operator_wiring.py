@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +29,7 @@ from tests.unit.serving.fakes import EchoModel
 
 pytestmark = pytest.mark.unit
 
+REPO = Path(__file__).resolve().parents[3]
 options = load_flink_module("streampulse_flink/options.py", "streampulse_flink_options")
 SECRET_REF = "<secret {name}/{key}>"
 SPEC: dict[str, Any] = {
@@ -169,6 +173,33 @@ def test_the_flink_job_resolves_its_options_from_the_pod_template(
     assert opts.checkpoint_interval_ms == 45_000
     assert flink["flinkConfiguration"]["execution.checkpointing.interval"] == "45s"
     assert opts.bootstrap_servers == "demo-kafka-bootstrap.analytics.svc:9092"
+
+
+def test_the_flink_image_holds_one_python_driver_jar_named_as_the_job_jar(tmp_path: Path) -> None:
+    """Flink's job manager looks for ``flink-python*`` under ``opt/`` and refuses a Python job
+    when it finds more than one ("Found 2 flink-python jar"): the image's steps that place the
+    PythonDriver jar, run on a copy of the base's ``opt/``, leave exactly the jarURI's file."""
+    jar_uri = objects()[("FlinkDeployment", "demo-flink")]["spec"]["job"]["jarURI"]
+    assert jar_uri.startswith("local:///opt/flink/opt/")
+    dockerfile = (REPO / "flink" / "Dockerfile").read_text()
+    version = re.search(r"^ARG FLINK_VERSION=(\S+)$", dockerfile, re.MULTILINE)
+    assert version is not None
+    runtime = dockerfile.rsplit("\nFROM ", 1)[1]
+    steps = [
+        line.strip().removesuffix("\\").strip().rstrip(";")
+        for line in runtime.splitlines()
+        if "flink-python" in line and not line.strip().startswith(("#", "ARG", "FROM"))
+    ]
+    assert steps, "the runtime stage places no flink-python jar"
+    opt = tmp_path / "opt"
+    opt.mkdir()
+    for name in (f"flink-python-{version.group(1)}.jar", "flink-sql-client-x.jar"):
+        (opt / name).write_bytes(b"jar")
+    script = "; ".join(steps).replace("/opt/flink/", f"{tmp_path}/")
+    subprocess.run(["bash", "-euc", script], env={"FLINK_VERSION": version.group(1),
+                   "PATH": os.environ["PATH"]}, check=True)  # fmt: skip
+    found = sorted(p.name for p in opt.iterdir() if p.name.startswith("flink-python"))
+    assert found == [jar_uri.rsplit("/", 1)[1]]
 
 
 # -- every StreamPulse process ----------------------------------------------------------------
