@@ -38,21 +38,53 @@ def producer_config(settings: KafkaSettings, *, client_id: str) -> dict[str, Any
 
 
 def transactional_producer_config(
-    settings: KafkaSettings, *, client_id: str, transactional_id: str
+    settings: KafkaSettings,
+    *,
+    client_id: str,
+    transactional_id: str,
+    transaction_timeout_ms: int = 60_000,
 ) -> dict[str, Any]:
-    """A producer whose writes and consumer offsets commit atomically (exactly-once)."""
+    """A producer whose writes and consumer offsets commit atomically (exactly-once).
+
+    The broker aborts a transaction left open ``transaction_timeout_ms`` (its producer died);
+    librdkafka requires a record's delivery timeout not to exceed it.
+    """
     return {
         **producer_config(settings, client_id=client_id),
         "transactional.id": transactional_id,
-        "transaction.timeout.ms": max(60_000, settings.delivery_timeout_ms),
+        "transaction.timeout.ms": transaction_timeout_ms,
+        "delivery.timeout.ms": min(settings.delivery_timeout_ms, transaction_timeout_ms),
     }
 
 
 def consumer_config(
-    settings: KafkaSettings, *, group_id: str, client_id: str, auto_commit: bool = False
+    settings: KafkaSettings,
+    *,
+    group_id: str,
+    client_id: str,
+    auto_commit: bool = False,
+    session_timeout_ms: int | None = None,
+    max_poll_interval_ms: int | None = None,
+    prefetch_kbytes: int | None = None,
 ) -> dict[str, Any]:
-    """A consumer that reads only committed records and commits offsets when told to."""
+    """A consumer that reads only committed records and commits offsets when told to.
+
+    ``session_timeout_ms``: how long the group waits for a silent member (heartbeats at a third
+    of it, at most every 3 s); ``max_poll_interval_ms``: the longest time between two polls
+    before the member is considered stuck and leaves the group; ``prefetch_kbytes``: the most
+    records, in KiB, fetched ahead of the application (plus at most one fetch). None:
+    librdkafka's defaults (45 s, 300 s, 64 MiB).
+    """
+    tuning: dict[str, Any] = {}
+    if session_timeout_ms is not None:
+        tuning["session.timeout.ms"] = session_timeout_ms
+        tuning["heartbeat.interval.ms"] = max(100, min(3000, session_timeout_ms // 3))
+    if max_poll_interval_ms is not None:
+        tuning["max.poll.interval.ms"] = max_poll_interval_ms
+    if prefetch_kbytes is not None:
+        tuning["queued.max.messages.kbytes"] = prefetch_kbytes
     return {
+        **tuning,
         "bootstrap.servers": settings.bootstrap_servers,
         "group.id": group_id,
         "client.id": client_id,

@@ -367,6 +367,16 @@ class EnrichSettings(_Group):
         16, ge=1, le=1024, description="Concurrent HTTP requests to the gateway."
     )
     request_timeout_s: float = Field(10.0, gt=0, description="Timeout of one HTTP request.")
+    prefetch_kbytes: int = Field(
+        4096,
+        ge=64,
+        le=1 << 21,
+        description="Most raw records, in KiB, the consumer fetches ahead of the cycles (plus at "
+        "most one fetch of 1 MiB). librdkafka's default of 64 MiB suits consumers that drain "
+        "at once; a cycle takes batch_posts records, and one waiting on a slow gateway lets "
+        "the prefetch fill up. 4 MiB holds some 30 batches of 256 raw records, so a cycle "
+        "never waits on a fetch, and bounds the worker's memory.",
+    )
     retry_initial_s: float = Field(0.1, gt=0, description="First retry backoff.")
     retry_max_s: float = Field(5.0, gt=0, description="Ceiling of the retry backoff.")
     retry_budget_s: float = Field(
@@ -384,6 +394,43 @@ class EnrichSettings(_Group):
     transactional_id: str = Field(
         "streampulse-enrich",
         description="Prefix of the producer's transactional.id in exactly_once mode.",
+    )
+    transaction_timeout_s: float = Field(
+        10.0,
+        ge=1.0,
+        le=900.0,
+        description="exactly_once: seconds after which the broker aborts a transaction left "
+        "open, by a worker killed between writing a cycle and committing it. Until then "
+        "read_committed readers of the enriched topic (Flink) wait at that partition's open "
+        "transaction, and a restarted worker waits for the offsets it left pending. A "
+        "transaction only covers writing and committing one scored batch (milliseconds), so "
+        "10 s, Kafka Streams' choice, is ample; it also bounds each record's delivery timeout.",
+    )
+    session_timeout_s: float = Field(
+        45.0,
+        ge=6.0,
+        le=1800.0,
+        description="Seconds the consumer group waits for a worker that stopped heartbeating "
+        "(killed, partitioned) before its partitions go to another, which also holds up a "
+        "restarted worker's first assignment. Heartbeats come from librdkafka's own thread, so "
+        "a busy cycle never trips it. 45 s is Kafka's default; 6 s is the brokers' minimum.",
+    )
+    shutdown_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="After SIGTERM, how long the cycle in flight may still take (a hung model "
+        "server would hold it up to retry_budget_s). Past it the cycle's scoring is abandoned, "
+        "nothing of it is written or committed (the partitions' next owner reads it again) and "
+        "the worker exits 0. 20 s leaves a pod's 30 s grace period time to flush and leave "
+        "the group.",
+    )
+    crash_before_commit_cycle: int = Field(
+        0,
+        ge=0,
+        description="Fault injection for the fault matrix (docs/reliability.md), never for "
+        "production: in its Nth cycle the worker writes the cycle's records (flushed; in "
+        "exactly_once, inside the open transaction), then SIGKILLs itself before committing "
+        "them. 0: never.",
     )
     stop_when_idle_s: float = Field(
         0.0, ge=0, description="Exit cleanly after this long without input (0: never); benches."

@@ -3,8 +3,12 @@
 Every model sees every post, in requests of ``request_texts`` texts, all in flight together
 (bounded by the gateway's ``max_in_flight``). Transient failures are retried with jittered
 backoff, honouring Retry-After, behind the circuit breaker, until the batch's retry budget runs
-out. A permanent rejection of a request is narrowed down by retrying its texts one by one, so
-only the posts a model really refuses fail; each failure carries its reason.
+out; the failure then names the last error the gateway gave. A permanent rejection of a request
+is narrowed down by retrying its texts one by one, so only the posts a model really refuses fail;
+each failure carries its reason.
+
+With no batch to score while the breaker is open, the worker calls ``probe``: one short request
+whenever the breaker allows one, so it closes again once the gateway is back.
 
 Tracing: a request has one parent, the ``traceparent`` of the first post of the request whose
 trace is recorded (else of its first post); the other recorded posts' contexts go along as span
@@ -48,6 +52,9 @@ def request_trace_context(traceparents: list[str | None]) -> tuple[str | None, l
     return sampled[0], sampled[1:]
 
 
+PROBE_TEXT = "probe"
+
+
 class Scorer:
     def __init__(
         self, settings: EnrichSettings, gateway: ModelGateway, breaker: CircuitBreaker
@@ -55,6 +62,35 @@ class Scorer:
         self._settings = settings
         self._gateway = gateway
         self._breaker = breaker
+        self._last_failure = "none yet"
+        self._probes = 0
+
+    def _failed(self, model: str, exc: Unavailable) -> None:
+        self._breaker.failure()
+        self._last_failure = str(exc)
+        metrics.MODEL_REQUESTS.labels(model, exc.reason).inc()
+
+    async def probe(self) -> None:
+        """One request (a short text, each model in turn) if the breaker allows one now.
+
+        For a worker with nothing to score while the breaker is open: without a request the
+        breaker would never learn that the gateway is back.
+        """
+        if not self._breaker.allows():
+            return
+        model = self._settings.models[self._probes % len(self._settings.models)]
+        self._probes += 1
+        try:
+            await self._gateway.predict(model, [PROBE_TEXT])
+        except Unavailable as exc:
+            self._failed(model, exc)
+            return
+        except Rejected:
+            pass  # the server answered: it is up
+        except BaseException:
+            self._breaker.abandon_probe()
+            raise
+        self._breaker.success()
 
     async def score(self, texts: list[str], traceparents: list[str | None]) -> ScoredBatch:
         batch = ScoredBatch(predictions=[{} for _ in texts])
@@ -121,14 +157,16 @@ class Scorer:
         while True:
             while not self._breaker.allows():
                 if time.monotonic() > deadline:
-                    raise _BudgetExhausted(f"{model} unavailable: circuit breaker open")
+                    raise _BudgetExhausted(
+                        f"{model} unavailable: circuit breaker open through the retry budget; "
+                        f"last error: {self._last_failure}"
+                    )
                 await asyncio.sleep(0.05)
             started = time.perf_counter()
             try:
                 outputs = await self._gateway.predict(model, texts, *trace_context)
             except Unavailable as exc:
-                self._breaker.failure()
-                metrics.MODEL_REQUESTS.labels(model, exc.reason).inc()
+                self._failed(model, exc)
                 delay = max(backoff.next_delay(), exc.retry_after_s or 0.0)
                 if time.monotonic() + delay > deadline:
                     raise _BudgetExhausted(

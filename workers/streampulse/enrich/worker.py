@@ -1,10 +1,17 @@
 """The enrich worker: raw posts -> the model gateway -> ``bluesky.stream.enriched``.
 
-It works in cycles: take a batch from Kafka, score its posts with every model, produce the
-enriched records (and dead letters), then make the cycle durable: at-least-once flushes and commits
-the offsets; exactly-once writes records and offsets in one Kafka transaction. Nothing is polled
-while a cycle is in flight, so rebalances happen between cycles and never split one. While the
-gateway is unhealthy (breaker open) the assigned partitions are paused instead of buffering.
+It works in cycles: take a batch from Kafka, score its posts with every model, then write the
+enriched records (and dead letters) and make the cycle durable (``committing``). Nothing is
+polled while a cycle is in flight, so rebalances happen between cycles and never split one.
+
+While a cycle waits on an unhealthy gateway (breaker not closed) the assigned partitions are
+paused, so nothing is prefetched meanwhile; they are resumed when the breaker closes, and at the
+end of the cycle, so the next batch gets its own retry budget. With nothing to score and the
+breaker open, the worker probes the gateway itself, so the breaker closes once it is back.
+
+SIGTERM lets the cycle in flight finish for at most ``shutdown_timeout_s``; a cycle still scoring
+then is abandoned before it writes anything (its records are read again by the partitions' next
+owner), so a hung gateway never holds a stop past its budget.
 """
 
 from __future__ import annotations
@@ -18,25 +25,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka import KafkaError as LibKafkaError
+from confluent_kafka import Consumer, Message, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from streampulse.enrich import metrics
 from streampulse.enrich.breaker import BreakerState, CircuitBreaker
+from streampulse.enrich.committing import Committer, Output, dead_letter, headers_of
 from streampulse.enrich.gateway import ModelGateway
 from streampulse.enrich.records import enriched_record, select_post
-from streampulse.enrich.scoring import Scorer
+from streampulse.enrich.scoring import ScoredBatch, Scorer
 from streampulse.errors import BadRecord, KafkaError
-from streampulse.events import encode_dead_letter, now_us
+from streampulse.events import now_us
 from streampulse.health import Heartbeat, keep_beating
-from streampulse.kafka import (
-    consumer_config,
-    ensure_topics,
-    producer_config,
-    transactional_producer_config,
-)
+from streampulse.kafka import consumer_config, ensure_topics
 from streampulse.settings import Settings
 from streampulse.telemetry import DEAD_LETTERS
 from streampulse.tracing import TRACEPARENT, context_from_traceparent, traceparent_of
@@ -44,7 +46,6 @@ from streampulse.tracing import TRACEPARENT, context_from_traceparent, tracepare
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-_FLUSH_TIMEOUT_S = 60.0
 _LATENCY_SAMPLES = 200_000
 
 
@@ -74,19 +75,10 @@ class _Post:
 
 @dataclass
 class _Cycle:
+    outputs: list[Output] = field(default_factory=list)  # written once the batch is scored
     enriched: list[Message] = field(default_factory=list)
     skipped: int = 0
     dead_letters: list[str] = field(default_factory=list)
-
-
-def _headers(message: Message) -> dict[str, str]:
-    """A record's headers as text (the last value wins for repeated keys)."""
-    raw = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return {
-        key: value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
-        for key, value in pairs
-    }
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -106,59 +98,65 @@ class EnrichWorker:
         self._settings = settings
         self._enrich = settings.enrich
         self._kafka = settings.kafka
-        self._exactly_once = settings.enrich.delivery == "exactly_once"
         client_id = f"streampulse-enrich-{uuid.uuid4().hex[:8]}"
         self._consumer = Consumer(
-            {
-                **consumer_config(
-                    settings.kafka, group_id=self._enrich.group_id, client_id=client_id
-                ),
-                "max.poll.interval.ms": int(max(300.0, 2.5 * self._enrich.retry_budget_s) * 1000),
-            }
-        )
-        self._producer = Producer(
-            transactional_producer_config(
+            consumer_config(
                 settings.kafka,
+                group_id=self._enrich.group_id,
                 client_id=client_id,
-                transactional_id=f"{self._enrich.transactional_id}-{uuid.uuid4().hex}",
+                session_timeout_ms=int(self._enrich.session_timeout_s * 1000),
+                max_poll_interval_ms=int(max(300.0, 2.5 * self._enrich.retry_budget_s) * 1000),
+                prefetch_kbytes=self._enrich.prefetch_kbytes,
             )
-            if self._exactly_once
-            else producer_config(settings.kafka, client_id=client_id)
         )
+        self._committer = Committer(settings, self._consumer, client_id)
         self._gateway = gateway or ModelGateway(settings.enrich)
         self._breaker = CircuitBreaker(
             self._enrich.breaker_failures, self._enrich.breaker_open_s, self._breaker_changed
         )
         self._scorer = Scorer(settings.enrich, self._gateway, self._breaker)
         self._assigned: set[tuple[str, int]] = set()
-        self._failure: LibKafkaError | None = None
+        self._scoring = False
+        self._paused = False
         self._stopping = False
+        self._in_flight: asyncio.Future[int] | None = None
+        self._abandoned = False
+        self._abandon_timer: asyncio.TimerHandle | None = None
         self._latencies: list[float] = []
         self._counts = {"consumed": 0, "enriched": 0, "skipped": 0, "dead_letters": 0}
 
     # -- partitions ---------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned |= {(p.topic, p.partition) for p in partitions}
-        if self._breaker.state is BreakerState.OPEN:
+        self._assigned.update((p.topic, p.partition) for p in partitions)
+        if self._paused:
             consumer.pause(partitions)
         log.info("assigned %s", sorted(p.partition for p in partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned -= {(p.topic, p.partition) for p in partitions}
+        self._assigned.difference_update((p.topic, p.partition) for p in partitions)
         log.info("revoked %s", sorted(p.partition for p in partitions))
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused is self._paused:
+            return
+        assignment = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(assignment)
+        else:
+            self._consumer.resume(assignment)
+        self._paused = paused
+        metrics.PAUSED.set(int(paused))
 
     def _breaker_changed(self, state: BreakerState) -> None:
         metrics.BREAKER_STATE.set(int(state))
-        assignment = self._consumer.assignment()
         if state is BreakerState.OPEN:
-            self._consumer.pause(assignment)
-            metrics.PAUSED.set(1)
-            log.warning("model gateway unhealthy: breaker open, partitions paused")
+            log.warning("model gateway unhealthy: breaker open, partitions paused while scoring")
+            if self._scoring:
+                self._set_paused(True)
         elif state is BreakerState.CLOSED:
-            self._consumer.resume(assignment)
-            metrics.PAUSED.set(0)
             log.info("model gateway healthy: breaker closed, partitions resumed")
+            self._set_paused(False)
 
     # -- one cycle ----------------------------------------------------------------------------
 
@@ -182,35 +180,9 @@ class EnrichWorker:
         # records of partitions revoked while the batch filled belong to their new owner now
         return [m for m in batch if (m.topic(), m.partition()) in self._assigned]
 
-    def _delivered(self, error: LibKafkaError | None, _message: Message) -> None:
-        if error is not None and self._failure is None:
-            self._failure = error
-
-    def _produce(self, topic: str, value: bytes, key: bytes | None, headers: list[Any]) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value, key, headers=headers, on_delivery=self._delivered
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
-
-    def _dead_letter(self, message: Message, reason: str, error: str) -> None:
-        letter = encode_dead_letter(
-            stage="enrich",
-            reason=reason,
-            error=error,
-            original=message.value() or b"",
-            original_key=message.key(),
-            headers=_headers(message),
-            source=f"{message.topic()}/{message.partition()}/{message.offset()}",
-        )
-        self._produce(self._kafka.dlq_topic, letter, message.key(), [])
-
     def _start_post(self, message: Message, event: dict[str, Any]) -> _Post:
         """Open the post's ``enrich post`` span, a child of the raw record's traceparent."""
-        upstream = _headers(message).get(TRACEPARENT)
+        upstream = headers_of(message).get(TRACEPARENT)
         span = tracer.start_span(
             "enrich post",
             context=context_from_traceparent(upstream),
@@ -236,15 +208,30 @@ class EnrichWorker:
                 failure,
             )
 
+    async def _score(self, posts: list[_Post]) -> ScoredBatch:
+        """Score with every model; the partitions stay paused while the breaker is not closed."""
+        self._scoring = True
+        if self._breaker.state is not BreakerState.CLOSED:
+            self._set_paused(True)
+        try:
+            return await self._scorer.score(
+                [post.event["text"] for post in posts], [post.traceparent for post in posts]
+            )
+        finally:
+            self._scoring = False
+            self._set_paused(False)  # the next batch gets a retry budget of its own
+
     async def _process(self, batch: list[Message]) -> _Cycle:
-        """Score and produce; says what became of each record (counted once durable)."""
+        """Score, and say what becomes of each record: the outputs to write, the counts."""
         cycle = _Cycle()
         posts: list[_Post] = []
         for message in batch:
             try:
                 event = select_post(message.value())
             except BadRecord as exc:
-                self._dead_letter(message, exc.reason, str(exc))
+                cycle.outputs.append(
+                    dead_letter(message, exc.reason, str(exc), self._kafka.dlq_topic)
+                )
                 cycle.dead_letters.append(exc.reason)
                 continue
             if event is None:
@@ -254,24 +241,28 @@ class EnrichWorker:
         if not posts:
             return cycle
         try:
-            scored = await self._scorer.score(
-                [post.event["text"] for post in posts], [post.traceparent for post in posts]
-            )
+            scored = await self._score(posts)
             stamp = now_us()
             unscored: list[tuple[_Post, str]] = []
             for index, post in enumerate(posts):
                 failure = scored.failures.get(index)
                 if failure is not None:
                     post.span.set_status(Status(StatusCode.ERROR, failure))
-                    self._dead_letter(post.message, "unscored", failure)
+                    cycle.outputs.append(
+                        dead_letter(post.message, "unscored", failure, self._kafka.dlq_topic)
+                    )
                     cycle.dead_letters.append("unscored")
                     unscored.append((post, failure))
                     continue
                 value = enriched_record(
                     post.event, scored.predictions[index], self._gateway.versions, stamp
                 )
-                headers = [(TRACEPARENT, post.traceparent.encode())] if post.traceparent else []
-                self._produce(self._kafka.enriched_topic, value, post.message.key(), headers)
+                headers: list[tuple[str, str | bytes | None]] = (
+                    [(TRACEPARENT, post.traceparent.encode())] if post.traceparent else []
+                )
+                cycle.outputs.append(
+                    Output(self._kafka.enriched_topic, value, post.message.key(), headers)
+                )
                 cycle.enriched.append(post.message)
             if unscored:
                 self._log_unscored(unscored)
@@ -280,64 +271,24 @@ class EnrichWorker:
                 post.span.end()
         return cycle
 
-    def _offsets(self, batch: list[Message]) -> list[TopicPartition]:
-        newest: dict[tuple[str, int], int] = {}
-        for message in batch:
-            key = (message.topic() or "", message.partition() or 0)
-            newest[key] = max(newest.get(key, -1), (message.offset() or 0) + 1)
-        return [
-            TopicPartition(topic, partition, offset)
-            for (topic, partition), offset in newest.items()
-        ]
-
-    def _rewind(self, batch: list[Message]) -> None:
-        """Seek back to a failed batch's first records, so they are read again."""
-        first: dict[tuple[str, int], int] = {}
-        for message in batch:
-            key = (message.topic() or "", message.partition() or 0)
-            first[key] = min(first.get(key, 1 << 62), message.offset() or 0)
-        for (topic, partition), offset in first.items():
-            if (topic, partition) in self._assigned:
-                self._consumer.seek(TopicPartition(topic, partition, offset))
-
-    def _commit_at_least_once(self, batch: list[Message]) -> None:
-        remaining = self._producer.flush(_FLUSH_TIMEOUT_S)
-        if self._failure is not None or remaining:
-            raise KafkaError(f"enriched records not acknowledged: {self._failure or remaining}")
-        self._consumer.commit(offsets=self._offsets(batch), asynchronous=False)
-
-    def _commit_transaction(self, batch: list[Message]) -> bool:
-        """Commit records and offsets atomically; False (and rewound) if it had to abort."""
-        try:
-            self._producer.send_offsets_to_transaction(
-                self._offsets(batch), self._consumer.consumer_group_metadata()
-            )
-            self._producer.commit_transaction()
-        except KafkaException as exc:
-            error: LibKafkaError = exc.args[0]
-            if not error.txn_requires_abort():
-                raise KafkaError(f"transaction failed: {error}") from exc
-            log.warning("aborting transaction: %s", error)
-            self._producer.abort_transaction()
-            self._rewind(batch)
-            return False
-        return True
-
     async def _cycle(self) -> int:
         batch = await self._take_batch()
         if not batch:
             return 0
         started = time.perf_counter()
-        if self._exactly_once:
-            self._producer.begin_transaction()
         cycle = await self._process(batch)
-        if self._exactly_once:
-            if not self._commit_transaction(batch):
-                return len(batch)  # aborted and rewound: the records come again
-        else:
-            self._commit_at_least_once(batch)
+        # from here on nothing awaits: the cycle is written and committed, or the process dies
+        if not self._committer.commit(batch, cycle.outputs, self._assigned):
+            return len(batch)  # aborted and rewound: the records come again
         self._record(batch, cycle, time.perf_counter() - started)
         return len(batch)
+
+    async def _step(self) -> int:
+        """One cycle; with nothing read and the breaker open, a probe of the gateway."""
+        consumed = await self._cycle()
+        if not consumed and self._breaker.state is not BreakerState.CLOSED:
+            await self._scorer.probe()
+        return consumed
 
     def _record(self, batch: list[Message], cycle: _Cycle, seconds: float) -> None:
         """Count a cycle once it is durable."""
@@ -362,16 +313,55 @@ class EnrichWorker:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Finish the cycle in flight, make it durable, then return from ``run``."""
+        """Finish the cycle in flight, make it durable, then return from ``run``.
+
+        Called on the worker's loop (the signal handlers are). A cycle not done within
+        ``shutdown_timeout_s`` is abandoned uncommitted.
+        """
+        if self._stopping:
+            return
         self._stopping = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not running yet: run() returns at once
+        self._abandon_timer = loop.call_later(self._enrich.shutdown_timeout_s, self._abandon)
+
+    def _abandon(self) -> None:
+        if self._in_flight is not None and not self._in_flight.done():
+            log.warning(
+                "stopping: the cycle in flight did not end within %.1f s (shutdown_timeout_s); "
+                "abandoned before writing anything, its records are read again after a restart",
+                self._enrich.shutdown_timeout_s,
+            )
+            self._abandoned = True
+            self._in_flight.cancel()
+
+    async def _loop(self) -> None:
+        idle_since = time.monotonic()
+        while not self._stopping:
+            self._in_flight = asyncio.ensure_future(self._step())
+            try:
+                consumed = await self._in_flight
+            except asyncio.CancelledError:
+                if self._abandoned:
+                    return
+                raise
+            if consumed:
+                idle_since = time.monotonic()
+            elif (
+                self._enrich.stop_when_idle_s
+                and self._counts["consumed"]
+                and time.monotonic() - idle_since > self._enrich.stop_when_idle_s
+            ):
+                return
 
     async def run(self, *, handle_signals: bool = True) -> EnrichSummary:
         started = time.monotonic()
         ensure_topics(
             self._kafka, [self._kafka.raw_topic, self._kafka.enriched_topic, self._kafka.dlq_topic]
         )
-        if self._exactly_once:
-            self._producer.init_transactions(30)
+        self._committer.start()
         self._consumer.subscribe(
             [self._kafka.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -383,24 +373,17 @@ class EnrichWorker:
         if self._heartbeat is not None:
             beating = asyncio.create_task(keep_beating(self._heartbeat))
             self._heartbeat.mark_ready()
-        idle_since = time.monotonic()
         try:
-            while not self._stopping:
-                if await self._cycle():
-                    idle_since = time.monotonic()
-                elif (
-                    self._enrich.stop_when_idle_s
-                    and self._counts["consumed"]
-                    and time.monotonic() - idle_since > self._enrich.stop_when_idle_s
-                ):
-                    break
+            await self._loop()
         finally:
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
+            if self._abandon_timer is not None:
+                self._abandon_timer.cancel()
             if beating is not None:
                 beating.cancel()
-            self._producer.flush(_FLUSH_TIMEOUT_S)
+            self._committer.close()
             self._consumer.close()
             await self._gateway.aclose()
         return EnrichSummary(
