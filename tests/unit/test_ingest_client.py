@@ -1,15 +1,20 @@
-"""The pure parts of the Jetstream client and the local stack's status line."""
+"""The pure parts of the Jetstream client (URLs, limits, zstd frames) and the local stack's
+status line."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import zstandard
 
 from streampulse.backoff import Backoff
-from streampulse.ingest.jetstream import subscribe_url
+from streampulse.errors import MalformedEvent
+from streampulse.ingest.jetstream import ZstdFrames, subscribe_url, websocket_limit
 from streampulse.local.status import Rates, human_duration, progress_line
+from streampulse.replay.faults import zstd_bomb
 from streampulse.settings import JetstreamSettings
 
 pytestmark = pytest.mark.unit
@@ -82,3 +87,59 @@ def test_progress_line_shows_rates_by_collection() -> None:
     assert "post 20" in line
     assert "dead letters 2" in line
     assert "lag 1.5s" in line
+
+
+def test_a_size_filter_can_be_asked_for_one_connection() -> None:
+    settings = JetstreamSettings(endpoints=("ws://h/subscribe",), compress=False)
+    url = subscribe_url("ws://h/subscribe", settings, cursor=5, max_message_bytes=4096)
+    assert parse_qs(urlsplit(url).query) == {"maxMessageSizeBytes": ["4096"], "cursor": ["5"]}
+
+
+@pytest.mark.parametrize("max_event_bytes", [1024, 100_000, 4 << 20, 64 << 20])
+def test_the_websocket_limit_fits_any_compressed_event_under_the_event_limit(
+    max_event_bytes: int,
+) -> None:
+    assert websocket_limit(max_event_bytes, compressed=False) == max_event_bytes
+    limit = websocket_limit(max_event_bytes, compressed=True)
+    incompressible = random.Random(max_event_bytes).randbytes(max_event_bytes)
+    assert max_event_bytes < len(zstandard.ZstdCompressor().compress(incompressible)) <= limit
+    assert limit < max_event_bytes * 1.01 + 1024
+
+
+@pytest.fixture(scope="module")
+def frames(jetstream_data_dir: Path) -> ZstdFrames:
+    return ZstdFrames((jetstream_data_dir / "zstd_dictionary_v1.bin").read_bytes(), 1 << 20)
+
+
+def test_zstd_frames_decompress_events(frames: ZstdFrames, jetstream_data_dir: Path) -> None:
+    dictionary = zstandard.ZstdCompressionDict(
+        (jetstream_data_dir / "zstd_dictionary_v1.bin").read_bytes()
+    )
+    event = b'{"did":"did:plc:a","time_us":1,"kind":"account","account":{"active":true}}'
+    compressor = zstandard.ZstdCompressor(dict_data=dictionary, write_content_size=True)
+    assert frames.decompress(compressor.compress(event)) == event
+
+
+def test_a_frame_declaring_too_much_is_refused_before_anything_is_allocated(
+    frames: ZstdFrames,
+) -> None:
+    bomb = zstd_bomb(1 << 32)  # 4 GiB declared, and held, in 128 KiB
+    with pytest.raises(MalformedEvent) as caught:
+        frames.decompress(bomb)
+    assert caught.value.reason == "oversized_event"
+    assert str(1 << 32) in str(caught.value)
+
+
+def test_a_frame_without_a_declared_size_is_cut_at_the_limit(frames: ZstdFrames) -> None:
+    unsized = zstandard.ZstdCompressor(write_content_size=False).compress(b" " * (2 << 20))
+    assert zstandard.frame_content_size(unsized) == -1
+    with pytest.raises(MalformedEvent) as caught:
+        frames.decompress(unsized)
+    assert caught.value.reason == "bad_compression"
+
+
+@pytest.mark.parametrize("payload", [b"", b"{not zstd}", zstd_bomb(1 << 20)[:20]])
+def test_broken_zstd_is_bad_compression(frames: ZstdFrames, payload: bytes) -> None:
+    with pytest.raises(MalformedEvent) as caught:
+        frames.decompress(payload)
+    assert caught.value.reason == "bad_compression"

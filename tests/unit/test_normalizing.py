@@ -158,6 +158,47 @@ def test_unknown_collection_passes_through(jetstream_data_dir: Path) -> None:
     assert unknown_delete["record_json"] is None
 
 
+def _nested(depth: int) -> bytes:
+    return b'{"v":' * depth + b"0" + b"}" * depth
+
+
+def _with_record(collection: str, record: bytes) -> bytes:
+    """A create commit whose record is the given JSON text (orjson will not encode it deep)."""
+    head = (
+        b'{"did":"did:plc:abc","time_us":1700000000000000,"kind":"commit","commit":{"rev":"3r",'
+        b'"operation":"create","collection":"' + collection.encode() + b'","rkey":"3k",'
+        b'"cid":"bafy","record":'
+    )
+    return head + record + b"}}"
+
+
+@pytest.mark.parametrize(
+    ("depth", "where"),
+    [(300, "encoder"), (1000, "encoder"), (1100, "decoder"), (100_000, "decoder")],
+)
+def test_records_nested_past_the_json_limits_are_too_deep(depth: int, where: str) -> None:
+    """orjson decodes at most 1024 levels and encodes at most 254: a record of an unknown
+    collection, re-encoded as record_json, fails the encoder; a deeper frame, the decoder."""
+    frame = _with_record("org.example.nested", _nested(depth))
+    with pytest.raises(MalformedEvent) as caught:
+        normalize(frame, INGESTED_AT)
+    assert caught.value.reason == "too_deep"
+    assert ("re-encoded" in str(caught.value)) == (where == "encoder")
+
+
+def test_a_deep_post_is_fine_where_nothing_is_re_encoded() -> None:
+    record = b'{"text":"deep embed","embed":' + _nested(600) + b"}"
+    event = normalize(_with_record("app.bsky.feed.post", record), INGESTED_AT)
+    assert event["text"] == "deep embed"
+    assert event["record_json"] is None
+
+
+def test_nesting_within_the_encoder_limit_passes_through() -> None:
+    event = normalize(_with_record("org.example.nested", _nested(200)), INGESTED_AT)
+    assert event["record_json"] is not None
+    assert event["record_json"].count('{"v":') == 200
+
+
 def _commit(**overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = {
         "did": "did:plc:abc",

@@ -37,6 +37,17 @@ def producer_config(settings: KafkaSettings, *, client_id: str) -> dict[str, Any
     }
 
 
+def gapless_producer_config(settings: KafkaSettings, *, client_id: str) -> dict[str, Any]:
+    """An idempotent producer that never gives up on a record by itself (no message timeout).
+
+    librdkafka may report a record as timed out and then deliver later ones of the same
+    partition (it resets the idempotent sequence), a gap. Without its timeout it retries until
+    the broker answers, so a partition keeps a gap-free prefix of what it was given; the caller
+    enforces ``delivery_timeout_ms`` itself (no acknowledgement for that long: stop the process).
+    """
+    return {**producer_config(settings, client_id=client_id), "delivery.timeout.ms": 0}
+
+
 def transactional_producer_config(
     settings: KafkaSettings,
     *,

@@ -106,7 +106,20 @@ class IngestSettings(_Group):
     reconnect_max_s: float = Field(30.0, gt=0, description="Ceiling of the reconnect backoff.")
     connect_timeout_s: float = Field(10.0, gt=0, description="Websocket open handshake timeout.")
     idle_timeout_s: float = Field(
-        30.0, gt=0, description="Reconnect when no frame arrives for this long."
+        30.0,
+        gt=0,
+        description="Reconnect when no event frame arrives for this many seconds, even if the "
+        "socket still answers pings: a stalled server. Live Jetstream sends hundreds of events a "
+        "second, so 30 s of silence is a fault, not a quiet moment.",
+    )
+    max_event_bytes: int = Field(
+        4 << 20,
+        ge=1024,
+        description="Largest event accepted, in bytes of JSON: a zstd frame declaring more is "
+        "dead-lettered (oversized_event) before it is decompressed, and the websocket refuses "
+        "frames larger than this (plus zstd's worst-case overhead when compressed), which become "
+        "dead letters (oversized_frame). 4 MiB: thousands of times the largest real event "
+        "(about 1 KB); it bounds the memory one frame can take.",
     )
     max_text_chars: int = Field(
         3000,
@@ -148,6 +161,43 @@ class ReplaySettings(_Group):
     )
     malformed_every: int = Field(
         0, ge=0, description="Fault: send a malformed frame after every N events (0: never)."
+    )
+    silent_after: int = Field(
+        0,
+        ge=0,
+        description="Fault: after this many events a connection goes silent: it stays open, "
+        "answers pings, and sends nothing more (0: never). What a client's idle timeout is for.",
+    )
+    bomb_every: int = Field(
+        0,
+        ge=0,
+        description="Fault: after every N-th event of the stream (by position, so a reconnect "
+        "meets it again), a zstd frame declaring bomb_bytes of content, on compressed "
+        "connections (0: never).",
+    )
+    bomb_bytes: int = Field(
+        1 << 32,
+        ge=1,
+        description="Content size in bytes a zstd bomb declares and holds (in 128 KiB "
+        "run-length blocks): 4 GiB, more than a worker's memory, in a 128 KiB frame.",
+    )
+    oversized_every: int = Field(
+        0,
+        ge=0,
+        description="Fault: after every N-th event of the stream (by position), a post event of "
+        "oversized_bytes of JSON (0: never).",
+    )
+    oversized_bytes: int = Field(
+        16 << 20,
+        ge=1024,
+        description="Size in bytes of an oversized event; its random text keeps about three "
+        "quarters of it compressed: 16 MiB is well over ingest's 4 MiB websocket limit either way.",
+    )
+    deep_every: int = Field(
+        0,
+        ge=0,
+        description="Fault: after every N-th event of the stream (by position), a record nested "
+        "deeper than JSON encoders (512 levels) or decoders (2048) accept, alternately (0: never).",
     )
 
 

@@ -42,8 +42,11 @@ BYTES_IN = Counter(
 )
 RECONNECTS = Counter(
     "streampulse_ingest_reconnects_total",
-    "Jetstream connections lost or refused, by endpoint.",
-    ["endpoint"],
+    "Jetstream connections that ended or failed, by endpoint and cause: closed (by the server), "
+    "lost (no close frame), refused (no connection), idle (no frame for the idle timeout), "
+    "oversized_frame (a frame over the websocket limit), past_oversized_frame (a planned "
+    "reconnect once past one).",
+    ["endpoint", "cause"],
 )
 LAG = Gauge(
     "streampulse_ingest_lag_seconds",

@@ -29,6 +29,9 @@ _MENTION = "app.bsky.richtext.facet#mention"
 _LINK = "app.bsky.richtext.facet#link"
 _EMBED_PREFIX = "app.bsky.embed."
 _MAX_FACET_ITEMS = 100
+# orjson decodes at most 1024 levels of nesting and encodes at most 254; either limit makes a
+# frame a ``too_deep`` dead letter (a record passed through as JSON text is re-encoded).
+_DEPTH_ERROR = "depth limit exceeded"
 
 
 def _str(container: dict[str, Any], key: str, reason: str) -> str:
@@ -159,7 +162,10 @@ def _commit(event: NormalizedEvent, commit: dict[str, Any], max_text_chars: int)
         event["subject_did"] = _opt_str(record.get("subject"))
         event["created_at"] = _opt_str(record.get("createdAt"))
     else:
-        event["record_json"] = orjson.dumps(record).decode()
+        try:
+            event["record_json"] = orjson.dumps(record).decode()
+        except orjson.JSONEncodeError as exc:  # decoded JSON re-encodes, unless nested too deep
+            raise MalformedEvent("too_deep", f"record cannot be re-encoded: {exc}") from exc
     return event
 
 
@@ -182,7 +188,8 @@ def normalize(frame: bytes, ingested_at_us: int, max_text_chars: int = 3000) -> 
     try:
         raw = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
-        raise MalformedEvent("invalid_json", str(exc)) from exc
+        reason = "too_deep" if _DEPTH_ERROR in str(exc) else "invalid_json"
+        raise MalformedEvent(reason, str(exc)) from exc
     if type(raw) is not dict:
         raise MalformedEvent("not_an_object", f"top level is {type(raw).__name__}")
     did = _str(raw, "did", "missing_field")

@@ -13,11 +13,16 @@ EVENTS_SENT = Counter(
 )
 MALFORMED_SENT = Counter(
     "streampulse_replay_malformed_sent_total",
-    "Malformed frames injected (malformed_every).",
+    "Bad frames injected, by kind (malformed_every, bomb_every, oversized_every, deep_every).",
     ["compress", "kind"],
 )
 DROPS = Counter(
     "streampulse_replay_drops_total", "Connections aborted on purpose (drop_after).", ["compress"]
+)
+SILENCES = Counter(
+    "streampulse_replay_silences_total",
+    "Connections that went silent on purpose (silent_after).",
+    ["compress"],
 )
 CLIENT_MESSAGES = Counter(
     "streampulse_replay_client_messages_total",

@@ -19,6 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websocket_serve
 from websockets.http11 import Request, Response
 
+from streampulse.replay.faults import PositionedFaults
 from streampulse.replay.frames import FrameStore
 from streampulse.replay.pacing import Pacer, make_pacer
 from streampulse.replay.protocol import InvalidRequest, parse_subscribe
@@ -33,6 +34,9 @@ HEALTH_PATH = "/healthz"
 PING_INTERVAL_S = 20.0  # keepalive pings, as Jetstream clients expect a live connection
 WRITE_LIMIT = (1 << 20, 1 << 18)  # transport buffer high/low water marks, bytes
 CLIENT_MESSAGE_LIMIT = 1 << 20  # options_update with 10,000 DIDs fits comfortably
+_FAULTS = frozenset(
+    ("drop_after", "malformed_every", "silent_after", "bomb_every", "oversized_every", "deep_every")
+)
 
 
 def _pacer(settings: ReplaySettings) -> Pacer:
@@ -64,16 +68,16 @@ async def serve(
     pacer = _pacer(settings)
     stream = await asyncio.to_thread(build_stream, settings)
     store = FrameStore(stream, dictionary)
+    positioned = PositionedFaults.from_settings(settings)
     store.warm()
     await store.warm_compressed()  # every frame of cycle 0 exists before the first client
     log.info(
-        "replay stream %s: %d events, rate=%s, loop=%s, drop_after=%d, malformed_every=%d",
+        "replay stream %s: %d events, rate=%s, loop=%s, faults %s",
         settings.stream,
         len(stream.events),
         settings.rate,
         settings.loop,
-        settings.drop_after,
-        settings.malformed_every,
+        {name: value for name, value in settings.model_dump().items() if name in _FAULTS and value},
     )
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
@@ -94,7 +98,7 @@ async def serve(
         request = connection.request
         assert request is not None  # set once the handshake succeeded
         subscribe = parse_subscribe(request.path, request.headers)
-        await handle(connection, subscribe, store, pacer, settings)
+        await handle(connection, subscribe, store, pacer, settings, positioned=positioned)
 
     server: Server
     async with websocket_serve(

@@ -85,17 +85,27 @@ async def _wait_for_hello(session: Session) -> bool:
     return session.hello.is_set()
 
 
+DROP = "drop"
+SILENCE = "silence"
+
+
 class Sender:
     """The send loop of one session: cursor, pacing, filters, loop cycles and faults."""
 
     def __init__(
-        self, session: Session, store: FrameStore, pacer: Pacer, settings: ReplaySettings
+        self,
+        session: Session,
+        store: FrameStore,
+        pacer: Pacer,
+        settings: ReplaySettings,
+        positioned: faults.PositionedFaults | None = None,
     ) -> None:
         self.session = session
         self.store = store
         self.pacer = pacer
         self.settings = settings
         self.compressor = store.compressor() if session.request.compress else None
+        self.positioned = positioned or faults.PositionedFaults.from_settings(settings)
 
     def _malformed_frame(self, time_us: int) -> bytes:
         kind = faults.KINDS[self.session.malformed % len(faults.KINDS)]
@@ -106,19 +116,38 @@ class Sender:
             return ws_frame(self.compressor.compress(payload), text=False)
         return ws_frame(payload, text=True)
 
-    def _collect(self, encoded: EncodedCycle, index: int, stop: int) -> tuple[list[bytes], bool]:
-        """The frames of positions ``index:stop`` this client gets, and whether to drop now."""
-        session, every, drop_after = (
+    def _positioned_frames(self, encoded: EncodedCycle, index: int) -> list[bytes]:
+        """The positioned fault frames after event ``index`` of ``encoded`` that pass the size
+        filter (a client that asks for ``maxMessageSizeBytes`` is spared larger ones)."""
+        position = encoded.number * len(encoded) + index
+        limit = self.session.filters.max_message_bytes
+        chosen: list[bytes] = []
+        for kind in self.positioned.after(position):
+            fault = self.positioned.frame(kind, position, encoded.time_us(index), self.compressor)
+            if fault is None or (limit and fault.size > limit):
+                continue
+            chosen.append(fault.frame)
+            metrics.MALFORMED_SENT.labels(self.session.label, kind).inc()
+        return chosen
+
+    def _collect(
+        self, encoded: EncodedCycle, index: int, stop: int
+    ) -> tuple[list[bytes], str | None]:
+        """The frames of positions ``index:stop`` this client gets, and what to do after them
+        (``DROP``, ``SILENCE`` or nothing)."""
+        session, every, drop_after, silent_after = (
             self.session,
             self.settings.malformed_every,
             self.settings.drop_after,
+            self.settings.silent_after,
         )
         filters = session.filters
         encoded.fill(index, stop)
         frames = cast(list[bytes], encoded.frames)  # filled above
-        if filters.everything and not every and not drop_after:
+        positioned = bool(self.positioned)
+        if filters.everything and not (every or drop_after or silent_after or positioned):
             session.sent += stop - index
-            return frames[index:stop], False
+            return frames[index:stop], None
         chunk: list[bytes] = []
         accepts, dids, collections, sizes = (
             filters.accepts,
@@ -133,9 +162,13 @@ class Sender:
             session.sent += 1
             if every and session.sent % every == 0:
                 chunk.append(self._malformed_frame(encoded.time_us(j)))
+            if positioned:
+                chunk += self._positioned_frames(encoded, j)
             if drop_after and session.sent >= drop_after:
-                return chunk, True
-        return chunk, False
+                return chunk, DROP
+            if silent_after and session.sent >= silent_after:
+                return chunk, SILENCE
+        return chunk, None
 
     async def run(self) -> None:
         """Send until the stream ends (then idle until the client leaves) or a fault closes."""
@@ -164,14 +197,17 @@ class Sender:
                 continue
             stop = min(len(encoded), index + min(allowed, BATCH))
             before = session.sent
-            chunk, drop = self._collect(encoded, index, stop)
+            chunk, then = self._collect(encoded, index, stop)
             position += stop - index
             index = stop
             if chunk:
                 connection.transport.write(b"".join(chunk))
                 events_sent.inc(session.sent - before)
-            if drop:
+            if then == DROP:
                 await self._drop()
+                return
+            if then == SILENCE:
+                await self._fall_silent()
                 return
             await connection.drain()
             await asyncio.sleep(0)  # let readers and other connections run at rate=max
@@ -193,6 +229,13 @@ class Sender:
             log.warning("%s: buffer not flushed before drop", self.session.peer)
         connection.transport.abort()
 
+    async def _fall_silent(self) -> None:
+        """Fault: keep the connection open, answering pings, and send nothing until the client
+        leaves: a stalled server that a websocket keepalive cannot tell from a healthy one."""
+        metrics.SILENCES.labels(self.session.label).inc()
+        self.session.outcome = f"silent after {self.session.sent} events (silent_after); closed"
+        await self.session.connection.wait_closed()
+
 
 async def handle(
     connection: ServerConnection,
@@ -200,6 +243,8 @@ async def handle(
     store: FrameStore,
     pacer: Pacer,
     settings: ReplaySettings,
+    *,
+    positioned: faults.PositionedFaults | None = None,
 ) -> None:
     """Serve one subscriber from handshake to close, with a log line at each end."""
     session = Session(connection, request, request.filters)
@@ -220,7 +265,7 @@ async def handle(
     )
     reader = asyncio.create_task(read_messages(session))
     try:
-        await Sender(session, store, pacer, settings).run()
+        await Sender(session, store, pacer, settings, positioned).run()
     except (ConnectionClosed, ConnectionError):
         session.outcome = "connection lost"
     finally:
