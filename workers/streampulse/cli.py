@@ -153,7 +153,11 @@ def ingest(
             else None
         )
         worker = IngestWorker(settings, _read_dictionary(settings), post_traces, heartbeat)
-        summary = uvloop.run(worker.run())
+        try:
+            summary = uvloop.run(worker.run())
+        except InfrastructureError as exc:  # Kafka failed: exit non-zero, the next start resumes
+            typer.echo(f"ingest: {exc}", err=True)
+            raise typer.Exit(1) from exc
     typer.echo(f"ingest-summary {summary.to_json()}")
 
 
