@@ -109,6 +109,11 @@ def test_worker_killed_and_restarted(
     tmp_path: Path,
 ) -> None:
     exactly_once = delivery == "exactly_once"
+    title = (
+        f"worker SIGKILLed 3x at random points, {delivery}"
+        if kill == "random"
+        else f"SIGKILL between produce and commit, {delivery}"
+    )
     posts = write_raw_stream(kafka_settings, jetstream_data_dir, 8000)
     workers = Workers(
         enrich_env(
@@ -139,13 +144,11 @@ def test_worker_killed_and_restarted(
                 workers.kill(worker)
                 notes.append(f"kill at {marks.total()}")
             notes.append(f"seed {SEED}")
-            title = f"worker SIGKILLed 3x at random points, {delivery}"
         else:
             worker = workers.start(STREAMPULSE_ENRICH__CRASH_BEFORE_COMMIT_CYCLE="5")
             code = worker.wait(timeout_s=240)
             assert code == -signal.SIGKILL, worker.output()[-3000:]
             assert "fault injection: SIGKILL in cycle 5" in worker.output()
-            title = f"worker SIGKILLed between produce and commit, {delivery}"
         final = workers.start()
         settle(tail, final, deadline_s=420, stall_s=120)
         code, _ = _stop(final)
@@ -171,7 +174,7 @@ def test_worker_killed_and_restarted(
         Scenario(
             item=3,
             stage="enrich",
-            fault=f"worker SIGKILLed ({kill}), {delivery}",
+            fault=title,
             process=process,
             exactly_once=exactly_once,
             notes=str(exc)[:300],
@@ -248,8 +251,8 @@ def _watched(run: GatewayRun, fault: str, body: Callable[[], object]) -> None:
 
 
 HEALING = {
-    Mode.BLACKHOLE: "model server hung (black-holed), healed within the retry budget",
-    Mode.REFUSE: "model server refusing connections, healed within the retry budget",
+    Mode.BLACKHOLE: "model server hung (black-holed), healed in budget",
+    Mode.REFUSE: "model server refusing connections, healed in budget",
 }
 
 
@@ -261,7 +264,8 @@ def test_model_server_down_then_healed(mode: Mode, gateway_run: Callable[..., Ga
     down_at = time.monotonic()
     run.proxy.set_mode(mode)
     run.add_posts(2500, seed=2)
-    backlog = write_backlog(run.kafka, run.data_dir, 60_000) if mode is Mode.BLACKHOLE else 0
+    backlog = 60_000 if mode is Mode.BLACKHOLE else 0
+    backlog_bytes = write_backlog(run.kafka, run.data_dir, backlog)
     fault_peak_mb = 0.0
     down_s = 0.0
 
@@ -285,6 +289,7 @@ def test_model_server_down_then_healed(mode: Mode, gateway_run: Callable[..., Ga
         down_s=round(down_s, 1),
         rss_fault_peak_mb=round(fault_peak_mb, 1),
         backlog_records=backlog,
+        backlog_mb=round(backlog_bytes / (1 << 20), 1),
     )
     assert code == 0
     assert outcome.lost == 0
@@ -328,7 +333,7 @@ def test_model_server_slow_or_resetting(mode: Mode, gateway_run: Callable[..., G
 
 FOR_GOOD = {
     Mode.PARTITION: "model server partitioned past the retry budget",
-    Mode.BLACKHOLE: "model server hung (black-holed) past the retry budget",
+    Mode.BLACKHOLE: "model server hung (black-holed) past retry budget",
 }
 
 
