@@ -1,5 +1,5 @@
 """The model server behind the fault-injecting proxy, and the worker watched while it suffers:
-its resident memory (``RssSampler``), its breaker gauge (``MetricWatch``), its counters
+its resident memory (``RssSampler``), its breaker and paused gauges (``MetricWatch``), its counters
 (``metric``), sampled from its /metrics endpoint and /proc.
 """
 
@@ -27,6 +27,7 @@ from tests.harness.tcp_proxy import TcpProxy
 
 BREAKER = "streampulse_enrich_breaker_state"
 REQUESTS = "streampulse_enrich_model_requests_total"
+PAUSED = "streampulse_enrich_paused"
 
 
 def rss_mb(pid: int) -> float:
@@ -119,6 +120,7 @@ class GatewayRun:
     tail: Tail
     rss: RssSampler
     breaker: MetricWatch
+    paused: MetricWatch
     metrics_port: int
 
     def warm_up(self, events: int = 1000) -> float:
@@ -147,6 +149,7 @@ class GatewayRun:
     def close(self) -> None:
         self.rss.stop()
         self.breaker.stop()
+        self.paused.stop()
         self.workers.stop_all()
         self.tail.close()
         self.proxy.close()
@@ -173,5 +176,6 @@ def start_gateway_run(
         tail,
         RssSampler(worker.process.pid),
         MetricWatch(port, BREAKER),
+        MetricWatch(port, PAUSED),
         port,
     )

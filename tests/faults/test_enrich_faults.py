@@ -277,6 +277,7 @@ def test_model_server_down_then_healed(mode: Mode, gateway_run: Callable[..., Ga
         down_s = time.monotonic() - down_at
         settle(run.tail, run.worker, deadline_s=300, stall_s=120)
         wait_until(lambda: run.breaker.last == BreakerState.CLOSED, "the breaker closed", 60)
+        wait_until(lambda: run.paused.last == 0, "the partitions resumed", 60)
 
     _watched(run, fault, body)
     code, _ = _stop(run.worker)
@@ -296,6 +297,7 @@ def test_model_server_down_then_healed(mode: Mode, gateway_run: Callable[..., Ga
     assert outcome.dead_lettered == 0
     assert outcome.delivered == len(outcome.posts)
     assert BreakerState.OPEN in run.breaker.values
+    assert 1 in run.paused.values  # no new batch while the stuck one waited
     assert down_s < 90  # healed within the retry budget
     # paused while the breaker is open: a backlog behind the stuck cycle is not prefetched
     assert fault_peak_mb - base_mb < 32, (base_mb, fault_peak_mb)
