@@ -85,6 +85,10 @@ def _configuration(owner: Owner, spec: StreamPulseSpec) -> dict[str, str]:
         "web.submit.enable": "false",
         "s3.endpoint": s3_endpoint(owner, spec),
         "s3.path.style.access": "true",
+        # Directory markers are kept, as the job's Paimon catalog keeps them: deleting them after
+        # every write is wasted requests, and stores that map objects to directories (versitygw)
+        # refuse it, which stalls HA and checkpoint writes in retries until submission times out.
+        "s3.directory.marker.retention": "keep",
     }
     if spec.observability.metrics:
         configuration["metrics.reporter.prom.factory.class"] = PROMETHEUS_REPORTER

@@ -13,6 +13,7 @@ from streampulse_operator.handlers import register
 from streampulse_operator.manifests import render
 from streampulse_operator.manifests.flink import CLUSTER_ROLE
 from streampulse_operator.resyncing import WatchHealth
+from tests.harness.flink import load_flink_module
 from tests.unit.operator_unit.cases import CASES, OWNER, defaulted
 
 pytestmark = pytest.mark.unit
@@ -33,6 +34,17 @@ def test_flink_runs_with_kubernetes_ha_and_retained_checkpoints() -> None:
     )
     assert config["web.submit.enable"] == "false"
     assert flink["job"]["upgradeMode"] == "last-state"
+
+
+def test_flinks_s3_file_system_keeps_directory_markers_as_the_paimon_catalog_does() -> None:
+    """Checkpoints and HA state go through Flink's S3 file system; deleting directory markers
+    after each write stalls it in retries against stores that map objects to directories, and
+    the job's own Paimon catalog keeps them for the same reason."""
+    flink = objects(CASES["example"])[("FlinkDeployment", "demo-flink")]["spec"]
+    options = load_flink_module("streampulse_flink/options.py", "streampulse_flink_options")
+    catalog = options.JobOptions(warehouse="s3://streampulse/warehouse").catalog_sql("paimon")
+    assert "'s3.directory.marker.retention' = 'keep'" in catalog
+    assert flink["flinkConfiguration"]["s3.directory.marker.retention"] == "keep"
 
 
 def test_the_flink_job_has_its_own_service_account_bound_to_the_charts_role() -> None:
