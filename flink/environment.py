@@ -9,9 +9,11 @@ The venv (``$STREAMPULSE_CACHE_DIR/flink-venv-<hash>``) holds ``apache-flink`` f
 taken from the checkout that runs it (``PYTHONPATH``, see ``FlinkEnvironment.process_env``).
 The jars (``$STREAMPULSE_CACHE_DIR/flink-jars-<hash>``) come from Maven Central: a generated
 pom names the Kafka connector and the Paimon connector, and ``mvn dependency:copy-dependencies``
-copies them with their runtime dependencies. Both directories are keyed by a hash of what
-defines them and finished with a stamp file, so a second run does nothing and a changed pin
-builds anew.
+copies them with their runtime dependencies into ``lib/``, and Flink's S3 file system into
+``plugins/s3-fs-hadoop/``: a file system is a plugin, loaded in its own class loader from
+``FLINK_PLUGINS_DIR`` (``FlinkEnvironment.process_env`` points the job there), never from
+``pipeline.jars``. Both directories are keyed by a hash of what defines them and finished with a
+stamp file, so a second run does nothing and a changed pin builds anew.
 """
 
 from __future__ import annotations
@@ -42,6 +44,15 @@ PAIMON_VERSION = "1.3.0"
 # Paimon's own S3 file system (shaded hadoop-aws); 1.3.0 is not on Maven Central, and 1.3.1 is a
 # bug-fix release of the same line, so the plugin's FileIO interface is the same.
 PAIMON_S3_VERSION = "1.3.1"
+
+# Flink's S3 file system (s3:// checkpoints and savepoints). Maven Central has no 2.1.2 or 2.1.3
+# of it; 2.1.1 is the same release line, a plugin loaded in its own class loader against Flink's
+# stable FileSystem interface (the Flink image uses the same jar).
+S3_PLUGIN_VERSION = "2.1.1"
+# plugins/<name>/ -> (groupId, artifactId, version): one jar each, without dependencies
+PLUGINS: dict[str, tuple[str, str, str]] = {
+    "s3-fs-hadoop": ("org.apache.flink", "flink-s3-fs-hadoop", S3_PLUGIN_VERSION),
+}
 
 # (groupId, artifactId, version); their runtime dependencies come along, less EXCLUDED.
 JARS: tuple[tuple[str, str, str], ...] = (
@@ -90,9 +101,15 @@ class FlinkEnvironment:
     jars_dir: Path
     job_dir: Path = HERE
 
+    @property
+    def plugins_dir(self) -> Path:
+        """Flink's plugins (the S3 file system), one directory each."""
+        return self.jars_dir.parent / "plugins"
+
     def process_env(self) -> dict[str, str]:
-        """Environment for a job or query process: the job package of this checkout."""
-        return {"PYTHONPATH": str(self.job_dir)}
+        """Environment for a job or query process: the job package of this checkout, and the
+        plugins directory, which PyFlink passes to the JVM it starts."""
+        return {"PYTHONPATH": str(self.job_dir), "FLINK_PLUGINS_DIR": str(self.plugins_dir)}
 
     @property
     def jars(self) -> list[Path]:
@@ -142,7 +159,8 @@ def venv_dir(root: Path) -> Path:
 
 
 def jars_dir(root: Path) -> Path:
-    return root / f"flink-jars-{_digest(pom())}"
+    """``<root>/flink-jars-<hash>/lib``'s parent; the hash covers the pom and the plugins."""
+    return root / f"flink-jars-{_digest(pom(), json.dumps(PLUGINS, sort_keys=True))}"
 
 
 def ensure_venv(root: Path) -> Path:
@@ -185,6 +203,14 @@ def ensure_jars(root: Path) -> Path:
             + [f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
             "fetching the Flink connector jars",
         )
+        for name, (group, artifact, version) in PLUGINS.items():
+            plugin = home / "plugins" / name
+            shutil.rmtree(plugin, ignore_errors=True)
+            _run(
+                ["mvn", "-q", "-B", "-f", str(home / "pom.xml"), "dependency:copy"]
+                + [f"-Dartifact={group}:{artifact}:{version}", f"-DoutputDirectory={plugin}"],
+                f"fetching the Flink plugin {artifact}",
+            )
         stamp.write_text(f"{time.monotonic() - started:.1f}s\n")
     return libs
 
@@ -202,6 +228,7 @@ def main() -> None:
     found = {
         "python": str(env.python),
         "jars": [str(j) for j in env.jars],
+        "plugins": str(env.plugins_dir),
         "env": env.process_env(),
     }
     print(json.dumps(found, indent=2))

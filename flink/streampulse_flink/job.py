@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pyflink
+from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
 from streampulse_flink.options import JobOptions
@@ -60,6 +62,9 @@ def prepare_local_jvm(scratch_dir: str) -> None:
     # PyFlink opens a gRPC server for Python functions on every interface of a local run; the
     # job has none, and "process" mode starts no server (the documented alternative mode).
     os.environ.setdefault("_python_worker_execution_mode", "process")
+    # The distribution is the installed package. Named here, PyFlink keeps the caller's
+    # FLINK_PLUGINS_DIR; left for it to find, it sets that to the package's plugins/ as well.
+    os.environ.setdefault("FLINK_HOME", str(Path(pyflink.__file__).resolve().parent))
     options = _with_fixed_heap(os.environ.get("JVM_ARGS", "").split())
     if not any(option.startswith("-XX:+Use") and option.endswith("GC") for option in options):
         options.append(LOCAL_COLLECTOR)
@@ -74,6 +79,23 @@ def prepare_local_jvm(scratch_dir: str) -> None:
     os.environ["JVM_ARGS"] = " ".join(options)
 
 
+def initialize_file_systems(opts: JobOptions) -> None:
+    """Flink's file systems in the local JVM, with the plugins of ``FLINK_PLUGINS_DIR``.
+
+    A cluster's entrypoints load the plugins (``s3://`` is Flink's S3 file system, in the
+    distribution's ``plugins/``) and configure them; PyFlink's local mini-cluster does neither,
+    so a checkpoint directory on S3 would find no file system for its scheme. The S3 options
+    (endpoint, keys, path-style access) are the catalog's, set in the JVM only: the secret is
+    in no file and on no command line.
+    """
+    jvm = get_gateway().jvm
+    config = jvm.org.apache.flink.configuration.Configuration()
+    for key, value in opts.s3_options().items():
+        config.setString(key, value)
+    plugins = jvm.org.apache.flink.core.plugin.PluginUtils.createPluginManagerFromRootFolder(config)
+    jvm.org.apache.flink.core.fs.FileSystem.initialize(config, plugins)
+
+
 def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) -> TableEnvironment:
     """The job's table environment. ``jars`` are the connectors of a local run (the mini-cluster
     this process starts); in a cluster image they are in ``/opt/flink/lib`` already, none are
@@ -81,6 +103,7 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
     local = bool(jars)
     if local:
         prepare_local_jvm(opts.scratch_dir)
+        initialize_file_systems(opts)
     settings = (
         EnvironmentSettings.in_streaming_mode()
         if streaming

@@ -73,20 +73,26 @@ class JobOptions:
             )
         return cls(**vars(parser.parse_args(argv)))
 
+    def s3_options(self) -> dict[str, str]:
+        """The S3 client's options, named as both Paimon's catalog and Flink's S3 file system
+        read them (``s3.*``; Flink's plugin maps them to Hadoop's ``fs.s3a.*``)."""
+        options = {
+            "s3.access-key": self.s3_access_key,
+            "s3.secret-key": os.environ.get("STREAMPULSE_PAIMON__S3_SECRET_KEY", ""),
+            "s3.path.style.access": "true",
+            # Keep directory markers: deleting them after each write is wasted requests, and
+            # stores that map objects to directories (versitygw) refuse it.
+            "s3.directory.marker.retention": "keep",
+        }
+        if self.s3_endpoint:
+            options["s3.endpoint"] = self.s3_endpoint
+        return {key: value for key, value in options.items() if value}
+
     def catalog_sql(self, catalog: str) -> str:
         """``CREATE CATALOG`` for the Paimon filesystem catalog of ``warehouse``."""
         options = {"type": "paimon", "warehouse": self.warehouse}
         if self.warehouse.startswith(("s3://", "s3a://")):
-            options.update({
-                "s3.access-key": self.s3_access_key,
-                "s3.secret-key": os.environ.get("STREAMPULSE_PAIMON__S3_SECRET_KEY", ""),
-                "s3.path.style.access": "true",
-                # Keep directory markers: deleting them after each write is wasted requests,
-                # and stores that map objects to directories (versitygw) refuse it.
-                "s3.directory.marker.retention": "keep",
-            })  # fmt: skip
-            if self.s3_endpoint:
-                options["s3.endpoint"] = self.s3_endpoint
+            options.update(self.s3_options())
         pairs = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in options.items())
         return f"CREATE CATALOG `{catalog}` WITH ({pairs})"
 
