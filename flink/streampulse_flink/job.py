@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # set that grows by hundreds of MB; G1, the JVM's default, keeps re-scanning it concurrently.
 # The parallel collector does not: the same backlog takes 21-39 % less CPU (docs/flink.md).
 LOCAL_COLLECTOR = "-XX:+UseParallelGC"
+# The mini-cluster's log to this process's standard output (the caller's log of the job), not to
+# a file in the installed package that every run shares and truncates.
+LOCAL_LOG4J = Path(__file__).resolve().with_name("log4j-local.properties")
 # The optimizing compiler (C2) for the hottest code only: ten times the JVM's call and loop
 # counts before a method is recompiled by it. With the defaults, C2 spent a fifth of the job's
 # CPU in its first minutes on code that runs no faster for it (docs/flink.md).
@@ -65,6 +68,7 @@ def prepare_local_jvm(scratch_dir: str) -> None:
     # The distribution is the installed package. Named here, PyFlink keeps the caller's
     # FLINK_PLUGINS_DIR; left for it to find, it sets that to the package's plugins/ as well.
     os.environ.setdefault("FLINK_HOME", str(Path(pyflink.__file__).resolve().parent))
+    os.environ.setdefault("LOG4J_PROPERTIES", str(LOCAL_LOG4J))
     options = _with_fixed_heap(os.environ.get("JVM_ARGS", "").split())
     if not any(option.startswith("-XX:+Use") and option.endswith("GC") for option in options):
         options.append(LOCAL_COLLECTOR)

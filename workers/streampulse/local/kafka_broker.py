@@ -247,6 +247,16 @@ class KafkaBroker:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    def wait_exit(self, timeout_s: float) -> int | None:
+        """The broker's exit code once it exits by itself (a failed log directory, a full disk
+        among them, halts it), waiting up to ``timeout_s``; None while it still runs."""
+        if self._process is None:
+            return None
+        try:
+            return self._process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM (a clean shutdown), then SIGKILL after ``timeout_s``."""
         process, self._process = self._process, None
