@@ -43,7 +43,7 @@ from tests.faults.flinking import (
     wait_for,
 )
 from tests.faults.ingesting import Broker
-from tests.faults.matrix import Scenario
+from tests.faults.matrix import Process, Scenario
 from tests.harness.flink import FlinkJob, flink_environment, latest_checkpoint
 from tests.harness.s3 import S3Server
 
@@ -52,6 +52,8 @@ pytestmark = pytest.mark.faults
 START_S = 300.0  # the job planned and running, on a loaded two-core machine
 VISIBLE_S = 300.0  # produced events committed and read back (checkpoints every second)
 OUTAGE_CHECKPOINTS = 2  # checkpoints the job completes while the broker is down
+# Paimon's message when a restored job has committed its checkpoint's pending commit
+PENDING_COMMIT = "intentionally thrown after committing the restored checkpoints"
 PHASE_1, PHASE_2, PHASE_3 = stream(1, range(3)), stream(101, range(3, 6)), stream(201, range(6, 9))
 # phase 3 for a full disk: 4 kB of random text a post, so it cannot fit in a page's leftover
 LARGE_3 = stream(201, range(6, 9), text_bytes=4096)
@@ -109,18 +111,28 @@ def start_job(args: dict[str, object], log: Path, paimon: PaimonSettings) -> tup
 
 
 def visible(lakehouse: Lakehouse, sent: list[Event], what: str) -> Tally:
-    """Wait until the tables hold exactly ``sent`` (its closed minutes and every post)."""
+    """Wait until the tables hold exactly ``sent`` (its closed minutes and every post); at the
+    deadline, the last count, so the row records what was lost or duplicated."""
     read = reader(lakehouse)
-
-    def exact() -> Tally | None:
+    deadline = time.monotonic() + VISIBLE_S
+    counted = tally(sent, read())
+    while not counted.exact and time.monotonic() < deadline:
+        time.sleep(0.5)
         counted = tally(sent, read())
-        return counted if counted.exact else None
+    if not counted.exact:
+        print(f"{what}: not exact within {VISIBLE_S:.0f} s: {counted}")
+    return counted
 
-    found: Tally = wait_for(exact, VISIBLE_S, what)
-    return found
 
-
-def row(item: int, stage: str, fault: str, counted: Tally, **fields: object) -> Scenario:
+def row(
+    item: int,
+    stage: str,
+    fault: str,
+    counted: Tally,
+    process: Process,
+    notes: str,
+    extra: dict[str, float | int | str] | None = None,
+) -> Scenario:
     scenario = Scenario(
         item=item,
         stage=stage,
@@ -129,8 +141,10 @@ def row(item: int, stage: str, fault: str, counted: Tally, **fields: object) -> 
         delivered=counted.delivered,
         duplicated=counted.duplicated,
         lost=counted.lost,
+        process=process,
         exactly_once=True,
-        **fields,  # type: ignore[arg-type]
+        notes=notes,
+        extra=extra or {},
     )
     scenario.write()
     return scenario
@@ -145,7 +159,7 @@ def test_broker_killed_and_restarted_under_a_running_job(broker: Broker, tmp_pat
     job, job_id = start_job(args, tmp_path / "job.log", paimon)
     try:
         assert not produce(kafka, PHASE_1).failed
-        visible(lakehouse, PHASE_1, "phase 1 committed")
+        assert_exact(visible(lakehouse, PHASE_1, "phase 1 committed"))
         # phase 2 acknowledged, then the broker dies at once: the job has read some of it or none
         assert not produce(kafka, PHASE_2).failed
         broker.kill()
@@ -200,7 +214,7 @@ def test_job_killed_and_restored_from_checkpoints_on_s3(
     first, job_id = start_job(args, tmp_path / "job-1.log", paimon)
     try:
         assert not produce(kafka, PHASE_1).failed
-        visible(lakehouse, PHASE_1, "phase 1 committed")
+        assert_exact(visible(lakehouse, PHASE_1, "phase 1 committed"))
         assert not produce(kafka, PHASE_2).failed  # read or not, committed or not: then killed
     finally:
         first.kill()
@@ -220,13 +234,17 @@ def test_job_killed_and_restored_from_checkpoints_on_s3(
                  "the restored job's checkpoints on S3")  # fmt: skip
     finally:
         second.stop()
+    # the kill fell between a checkpoint and its Paimon commit: the restored job commits it,
+    # then restarts itself once on purpose (Paimon's writers start from the new snapshot)
+    recommitted = PENDING_COMMIT in second.process.output()
     row(5, "flink", "job SIGKILLed, restored from its checkpoints on S3 (versitygw)", counted,
         process="exited",
         notes=f"SIGKILLed after phase 2 was produced; restored from {restored.name} on S3 "
-        f"(restored: {numbers['restored']}); every event counted {recovered_s:.0f} s after "
-        f"the kill; {len(again)} events re-sent",
+        f"({numbers['restored']} restores; the checkpoint's pending Paimon commit "
+        f"{'committed on restore' if recommitted else 'none'}); every event counted "
+        f"{recovered_s:.0f} s after the kill; {len(again)} events re-sent",
         extra={"recovered_s": round(recovered_s, 1), "checkpoint": restored.name})  # fmt: skip
-    assert numbers["restored"] == 1, numbers
+    assert numbers["restored"] >= 1, numbers  # from S3; once more after a pending commit
     assert_exact(counted)
 
 
@@ -259,9 +277,6 @@ def test_disk_full_under_kafka_and_the_warehouse(settings: Settings, tmp_path: P
             warehouse_row, kafka_row = _fill_both(broker, kafka_disk, warehouse, tmp_path)
         finally:
             broker.stop()
-    for scenario in (warehouse_row, kafka_row):
-        assert scenario.lost == 0, scenario
-        assert scenario.duplicated == 0, scenario
     assert warehouse_row.process == "up", warehouse_row
     assert kafka_row.process == "exited", kafka_row
 
@@ -277,7 +292,7 @@ def _fill_both(
     job, job_id = start_job(args, tmp_path / "job.log", paimon)
     try:
         assert not produce(kafka, PHASE_1).failed
-        before = visible(lakehouse, PHASE_1, "phase 1 committed")
+        assert_exact(visible(lakehouse, PHASE_1, "phase 1 committed"))
 
         # the warehouse full: phase 2 is in Kafka, and the job cannot write it
         failed_before = dashboard_panel(port)["failed"]  # failed triggers while starting up
@@ -303,9 +318,9 @@ def _fill_both(
             f"{time.monotonic() - freed:.0f} s after space was freed, "
             f"{len(failures(port, job_id))} job restarts",
         )  # fmt: skip
-        assert before.exact
         assert unchanged.exact
         assert logged
+        assert_exact(after)
 
         # Kafka's log directory full: the broker stops, unacknowledged events are reported
         job_failures = len(failures(port, job_id))
@@ -331,6 +346,7 @@ def _fill_both(
             f"failed ({dict(delivery.errors)}) and re-sent after the restart; the job stayed "
             f"{'up' if job_up else 'DOWN'} ({job_failures} restarts)",
         )  # fmt: skip
+        assert_exact(counted)
     finally:
         job.stop()
     return warehouse_row, kafka_row
