@@ -137,3 +137,9 @@ clean: ## Remove the venv and tool caches (not $(STREAMPULSE_CACHE_DIR))
 .PHONY: bench-flink
 bench-flink: venv kafka flink-env ## 500k events through the Flink job into Paimon: p1, p2, freshness
 	$(BIN)/python -m tests.bench.bench_flink
+
+.PHONY: test-cluster
+test-cluster: venv kafka kube flink-env s3 ## The system tier: images built from this clone, the pipeline as real pods on a real cluster (docs/cluster.md)
+	@rm -f $${STREAMPULSE_TEST_ARTIFACTS_DIR:-test-artifacts}/cluster.json
+	@status=0; $(PYTEST) tests/system/test_pipeline.py -m system -v -s -p no:cacheprovider || status=$$?; \
+		$(BIN)/python -m tests.harness.pipeline.report; exit $$status

@@ -41,7 +41,8 @@ from tests.harness.cluster.common import log_tail, run_step
 from tests.harness.pipeline import kube
 
 FINALIZER = "flinkdeployments.flink.apache.org/finalizer"
-HA_SELECTOR = "app={name},configmap-type=high-availability"
+HA_SELECTOR = "app={name},type=flink-native-kubernetes"
+"""What Flink 2 labels its HA ConfigMaps (and its own config map) with; deleted with the cluster."""
 LOCAL_ONLY = ("jobmanager.bind-host", "jobmanager.rpc.address", "taskmanager.bind-host",
               "taskmanager.host", "rest.address", "rest.bind-address")  # fmt: skip
 
@@ -258,11 +259,14 @@ class FlinkDriver:
             )
 
     def wait_running(self, timeout_s: float) -> str:
-        """The job's id once its job manager reports it RUNNING."""
+        """The job's id once its job manager reports it and every one of its tasks RUNNING."""
 
         def probe() -> str | None:
             job = self._job()
-            return str(job["jid"]) if job and job.get("state") == "RUNNING" else None
+            if not job or job.get("state") != "RUNNING":
+                return None
+            tasks = job.get("tasks") or {}
+            return str(job["jid"]) if tasks.get("running") == tasks.get("total") else None
 
         started = time.monotonic()
         found = kube.until(probe, timeout_s, f"the Flink job of {self.name} to run", every=3)

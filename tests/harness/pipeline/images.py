@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness.cluster import Cluster
 from tests.harness.cluster.bases import BASES, ensure_base
 from tests.harness.cluster.common import ClusterError, Progress, cache_root, run_step
 from tests.harness.cluster.engine import Engine
@@ -211,3 +213,32 @@ def build_test_images(
         engine, "replay", REPLAY_DOCKERFILE, files, {"WORKERS_IMAGE": workers_image}, say, logs
     )
     return TestImages(kafka, s3, replay, round(time.monotonic() - started, 1))
+
+
+def load_images(cluster: Cluster, tags: list[str], say: Progress) -> float:
+    """Every image into the node in one ``docker save | ctr images import`` (layers the images
+    share are sent once); the seconds it took."""
+    started = time.monotonic()
+    engine = cluster.engine
+    with say.step(f"load {len(tags)} images into the node"):
+        save = subprocess.Popen(
+            [engine.cli, "save", *tags], env=engine.env(), stdout=subprocess.PIPE
+        )
+        try:
+            load = subprocess.run(
+                [engine.cli, "exec", "-i", cluster.container, "ctr", "--namespace=k8s.io",
+                 "images", "import", "-"],
+                env=engine.env(), stdin=save.stdout, capture_output=True, text=True,
+                timeout=1200, check=False,
+            )  # fmt: skip
+        finally:
+            if save.stdout is not None:
+                save.stdout.close()
+            save.wait(timeout=1200)
+    if save.returncode != 0 or load.returncode != 0:
+        raise ClusterError(f"loading {tags} failed: {load.stderr[-2000:]}")
+    listed = cluster.exec_node("ctr", "--namespace=k8s.io", "images", "ls", "-q").stdout.split()
+    missing = [t for t in tags if t not in listed and f"docker.io/{t}" not in listed]
+    if missing:
+        raise ClusterError(f"not in the node after the import: {missing}")
+    return time.monotonic() - started

@@ -20,6 +20,8 @@ INFRA_NAMESPACE = "sp-infra"
 CREDENTIALS_SECRET = "lakehouse-credentials"
 BUCKET = "streampulse"
 APP_LABEL = "streampulse.io/system-test"
+REPLAY_RATE = 25
+"""Events per second the replay serves (the local comparison replays arrivals at this rate)."""
 S3_NAME = "versitygw"
 """Not ``s3``: Hadoop's S3A client (Flink's S3 file system) takes a host ``s3.<x>.svc`` for an
 AWS endpoint of region ``<x>`` and signs for it, which the server refuses."""
@@ -176,6 +178,10 @@ def manifests(infra: Infra, images: TestImages, workers_image: str) -> list[dict
         "replay",
         {
             "image": images.replay,
+            # events in their time order, a few per fetch of the job's Kafka source (at full
+            # speed one fetch holds the whole capture, and which minutes the job sees as late
+            # would depend on how a throttled task manager splits it)
+            "env": [{"name": "STREAMPULSE_REPLAY__RATE", "value": str(REPLAY_RATE)}],
             "ports": [{"name": "ws", "containerPort": REPLAY_PORT}],
             "readinessProbe": {"tcpSocket": {"port": REPLAY_PORT}, "periodSeconds": 2},
             "resources": _resources("10m", "128Mi", "500m", "512Mi"),
@@ -204,10 +210,21 @@ def manifests(infra: Infra, images: TestImages, workers_image: str) -> list[dict
 
 
 def start(cluster: Cluster, infra: Infra, images: TestImages, workers_image: str) -> None:
-    """Apply the infrastructure and wait until every pod of it is Ready."""
-    kube.apply(cluster, *manifests(infra, images, workers_image))
-    for name in ("kafka", S3_NAME, "replay", "toolbox"):
+    """Apply the infrastructure and wait until every pod of it is Ready. The replay has no
+    replica yet: :func:`release_replay` starts it once the Flink job runs."""
+    objects = manifests(infra, images, workers_image)
+    for obj in objects:
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "replay":
+            obj["spec"]["replicas"] = 0
+    kube.apply(cluster, *objects)
+    for name in ("kafka", S3_NAME, "toolbox"):
         kube.rollout(cluster, infra.namespace, f"deployment/{name}", timeout_s=300)
+
+
+def release_replay(cluster: Cluster, infra: Infra) -> None:
+    """Start the replay: the ingest worker, retrying, connects and the capture flows."""
+    cluster.kubectl("scale", "deployment/replay", "-n", infra.namespace, "--replicas=1")
+    kube.rollout(cluster, infra.namespace, "deployment/replay", timeout_s=180)
 
 
 def toolbox(cluster: Cluster, infra: Infra) -> str:
