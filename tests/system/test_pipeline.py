@@ -149,7 +149,8 @@ def test_the_hpa_scales_a_model_above_its_minimum_and_back(run: Stage) -> None:
     name = f"{run.spec.name}-model-{LOADED_MODEL}"
     url = f"http://{name}.{run.spec.namespace}.svc:8500/v1/models/{LOADED_MODEL}:predict"
     hpa = checks.load_until_scaled(run.cluster, run.spec.namespace, run.workers_image,
-                                   run.enrich_labels, name, url, run.say)  # fmt: skip
+                                   run.enrich_labels, name, url, run.say,
+                                   run.observe_pods)  # fmt: skip
     run.observe_pods()
     run.results["hpa_max_replicas"] = hpa.max_replicas
     run.results["hpa_back_to_min"] = hpa.back_to_min

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,11 +158,12 @@ def load_until_scaled(
     hpa: str,
     url: str,
     say: Progress,
+    observe: Callable[[], object],
     timeout_s: float = 420,
 ) -> HpaRun:
     """Load the model behind ``url`` from a pod the NetworkPolicy admits until the HPA raises
-    its replicas above the minimum (and the new pods are Ready), stop the load, then wait until
-    the HPA is back at its minimum."""
+    its replicas above the minimum, stop the load, then wait until the HPA is back at its
+    minimum. ``observe`` is called at every look (it records the pods the HPA started)."""
     run = HpaRun()
     name = f"hpa-load-{uuid.uuid4().hex[:6]}"
     seconds = int(timeout_s)
@@ -170,6 +172,7 @@ def load_until_scaled(
     started = time.monotonic()
 
     def scaled() -> bool:
+        observe()
         current, desired, minimum = hpa_replicas(cluster, namespace, hpa)
         run.seen.append((round(time.monotonic() - started, 1), current))
         run.max_replicas = max(run.max_replicas, current)
@@ -182,6 +185,7 @@ def load_until_scaled(
         cluster.kubectl("delete", "pod", "-n", namespace, name, "--grace-period=1", "--wait=true")
 
     def back() -> bool:
+        observe()
         current, _, minimum = hpa_replicas(cluster, namespace, hpa)
         run.seen.append((round(time.monotonic() - started, 1), current))
         run.max_replicas = max(run.max_replicas, current)

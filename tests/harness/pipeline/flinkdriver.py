@@ -3,9 +3,9 @@
 The Flink operator publishes neither an image nor jars that this machine can reach, so its
 reconciliation cannot run. Its deployment path can: it turns a ``FlinkDeployment`` into a Flink
 configuration and a pod template and deploys it with Flink's native Kubernetes application mode.
-:class:`FlinkDriver` does the same with Flink's own CLI (``flink run-application -t
-kubernetes-application``, from the job's venv that ``make flink-env`` builds) and the rendered
-resource as the operator wrote it:
+:class:`FlinkDriver` does the same with Flink's own CLI (``flink run -t kubernetes-application``,
+Flink 2's ``run-application``, from the job's venv that ``make flink-env`` builds) and the
+rendered resource as the operator wrote it:
 
 - image, pull policy, service account, pod template (for both roles), ``flinkConfiguration``,
   job manager and task manager cpu and memory, job jar, entry class, arguments, parallelism;
@@ -230,13 +230,13 @@ class FlinkDriver:
             env = {**os.environ, "FLINK_HOME": str(home), "FLINK_CONF_DIR": str(conf_dir),
                    "FLINK_LOG_DIR": str(self.logs)}  # fmt: skip
             self.logs.mkdir(parents=True, exist_ok=True)
-            log = self.logs / "flink-run-application.log"
-            with self.say.step(f"flink run-application -t kubernetes-application ({self.name})"):
-                run_step(argv, log=log, say=self.say, label="flink run-application",
+            log = self.logs / "flink-run.log"
+            with self.say.step(f"flink run -t kubernetes-application ({self.name})"):
+                run_step(argv, log=log, say=self.say, label="flink run",
                          env=env, timeout_s=300)  # fmt: skip
             self.deployments += 1
             if "successfully" not in log_tail(log, 20):
-                raise ClusterError(f"flink run-application did not deploy; see {log}")
+                raise ClusterError(f"flink run did not deploy; see {log}")
         finally:
             shutil.rmtree(conf_dir, ignore_errors=True)
 

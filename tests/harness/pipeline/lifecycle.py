@@ -22,9 +22,9 @@ def patch_suspend(cluster: Cluster, namespace: str, name: str, suspend: bool) ->
 
 
 def pipeline_pods(cluster: Cluster, namespace: str, name: str) -> list[kube.Obj]:
-    """The pods of one StreamPulse: its own children's and its Flink cluster's."""
-    found = kube.pods(cluster, namespace, f"{INSTANCE}={name}")
-    return [p for p in found if "deletionTimestamp" not in p["metadata"]]
+    """The pods of one StreamPulse, its own children's and its Flink cluster's, terminating
+    ones included."""
+    return kube.pods(cluster, namespace, f"{INSTANCE}={name}")
 
 
 def leftovers(cluster: Cluster, namespace: str, name: str, flink: str) -> list[str]:
