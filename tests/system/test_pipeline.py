@@ -110,6 +110,7 @@ def test_data_flows_end_to_end_with_exact_counts(run: Stage) -> None:
     run.results["posts_enriched"] = len(enriched)
     run.details["posts_in_capture"] = len(run.posts)
     run.details["enriched_records_with_resends"] = dump.count(ENRICHED)
+    run.details["node_cpu_requests_m"] = checks.node_cpu_requests_m(run.cluster)
     run.observe_pods()
     assert sent == run.posts
     assert enriched == run.posts
@@ -207,13 +208,18 @@ def test_deletion_collects_every_object(run: Stage) -> None:
     cluster.kubectl("delete", "streampulse", name, "-n", ns, "--wait=true", timeout_s=300)
     flink = f"{name}-flink"
 
+    managed = run.infra.managed
+
     def collected() -> bool:
-        return not lifecycle.leftovers(cluster, ns, name, flink)
+        return not lifecycle.leftovers(cluster, ns, name, flink, managed=managed)
 
     kube.until(collected, 300, "every object of the pipeline to be collected", every=3)
-    remaining = lifecycle.leftovers(cluster, ns, name, flink)
+    remaining = lifecycle.leftovers(cluster, ns, name, flink, managed=managed)
     run.results["leftover_objects"] = len(remaining)
+    run.details["claims_kept"] = lifecycle.kept_claims(cluster, ns, name)
     assert remaining == []
+    # kept on purpose only with managed storage (docs/operator.md, "Uninstalling")
+    assert bool(run.details["claims_kept"]) == managed
 
 
 def _by_component(pods: list[kube.Obj]) -> dict[str, int]:

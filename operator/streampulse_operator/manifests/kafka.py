@@ -117,7 +117,13 @@ def render_kafka(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
             },
             "template": {
                 "pod": {"securityContext": _pod_security()},
-                "topicOperatorContainer": {"securityContext": c.container_security_context()},
+                "topicOperatorContainer": {
+                    "securityContext": c.container_security_context(),
+                    # Deleting a StreamPulse deletes its Kafka, its topic operator and its
+                    # KafkaTopics at once; a topic finalizer would then never be removed and the
+                    # topics (and their namespace) would hang in deletion (docs/operator.md).
+                    "env": [{"name": "STRIMZI_USE_FINALIZERS", "value": "false"}],
+                },
             },
         },
     }

@@ -30,6 +30,9 @@ REPO = Path(__file__).resolve().parents[3]
 
 Builder = Literal["classic", "buildkit"]
 BUILDERS: tuple[Builder, ...] = ("classic", "buildkit")
+Bases = Literal["local", "registry"]
+"""``local``: the bases made here from Debian packages (build arguments); ``registry``: the
+Dockerfiles' own ``FROM`` defaults, pulled from their registries (the GitHub workflow)."""
 WHEELS_IN_IMAGE = "/wheels"
 """Where the Dockerfiles copy ``stage-wheels/`` (``PIP_FIND_LINKS``)."""
 
@@ -56,19 +59,38 @@ def image_names(only: Iterable[str] | None) -> list[str]:
     return names
 
 
-def _inputs(
+def _base_args(
     recipe: ImageRecipe, stager: Stager, engine: Engine, cache_dir: Path | None, say: Progress
-) -> tuple[dict[str, Path], dict[str, str]]:
-    """What one image's context stages, and its build arguments."""
+) -> tuple[dict[str, str], str]:
+    """The local bases as build arguments, and the image the wheels install into."""
     python = ensure_base(engine, BASES["python"], cache_dir, say)
-    args = {"PYTHON_IMAGE": python, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELS_IN_IMAGE}
-    if recipe.name == "flink":
-        args["FLINK_IMAGE"] = ensure_flink_base(engine, stager, cache_dir, say)
-        args["MAVEN_IMAGE"] = ensure_base(engine, BASES["debian"], cache_dir, say)
-    # the wheels are resolved for the Python of the image that installs them
-    installs_into = args["FLINK_IMAGE"] if recipe.name == "flink" else python
-    wheels = stager.wheelhouse(recipe.wheelhouse, python_version_of(engine, installs_into))
-    staged: dict[str, Path] = {"stage-wheels": wheels}
+    args = {"PYTHON_IMAGE": python}
+    if recipe.name != "flink":
+        return args, python
+    args["FLINK_IMAGE"] = ensure_flink_base(engine, stager, cache_dir, say)
+    args["MAVEN_IMAGE"] = ensure_base(engine, BASES["debian"], cache_dir, say)
+    return args, args["FLINK_IMAGE"]
+
+
+def _inputs(
+    recipe: ImageRecipe,
+    stager: Stager,
+    engine: Engine,
+    cache_dir: Path | None,
+    say: Progress,
+    bases: Bases = "local",
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """What one image's context stages, and its build arguments. With the registry bases pip
+    installs from PyPI (no wheelhouse, network on); the dictionary, the tiny models and the
+    connector jars are staged either way."""
+    staged: dict[str, Path] = {}
+    args: dict[str, str] = {}
+    if bases == "local":
+        base_args, installs_into = _base_args(recipe, stager, engine, cache_dir, say)
+        args = {**base_args, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELS_IN_IMAGE}
+        # the wheels are resolved for the Python of the image that installs them
+        python_version = python_version_of(engine, installs_into)
+        staged["stage-wheels"] = stager.wheelhouse(recipe.wheelhouse, python_version)
     if recipe.name == "workers":
         staged[f"stage-jetstream/{DICTIONARY_NAME}"] = stager.dictionary()
     elif recipe.name == "models":
@@ -116,6 +138,7 @@ def build_image(
     cache_dir: Path | None = None,
     builder: Builder = "classic",
     no_cache: bool = False,
+    bases: Bases = "local",
     say: Progress | None = None,
 ) -> ImageResult:
     """Build one image from the stager's checkout; raises :class:`ClusterError` on failure.
@@ -123,11 +146,13 @@ def build_image(
     ``no_cache`` rebuilds every step (a cold build of the image; bases and staged inputs stay
     cached)."""
     say = say or Progress(prefix="images")
-    staged, args = _inputs(recipe, stager, engine, cache_dir, say)
+    staged, args = _inputs(recipe, stager, engine, cache_dir, say, bases)
     env = engine.env()
     cli = engine.cli
     # --force-rm: a failed step's container goes too
-    argv_tail = ["--network", "none", "--force-rm", "-t", recipe.tag]
+    argv_tail = ["--force-rm", "-t", recipe.tag]
+    if bases == "local":  # everything is staged: no step reaches a network
+        argv_tail[:0] = ["--network", "none"]
     if no_cache:
         argv_tail.append("--no-cache")
     if builder == "buildkit":
@@ -174,10 +199,12 @@ def build_images(
     repo: Path = REPO,
     builder: Builder = "classic",
     no_cache: bool = False,
+    bases: Bases = "local",
     say: Progress | None = None,
 ) -> dict[str, ImageResult]:
     """Build the project's images (all, or those named in ``only``) from the checkout at ``repo``
-    with the local bases and staged inputs, one after the other; the results by image name."""
+    with the local bases (or the Dockerfiles' registry ones) and staged inputs, one after the
+    other; the results by image name."""
     say = say or Progress(prefix="images")
     names = image_names(only)
     engine = ensure_engine(cache_dir, say)
@@ -192,6 +219,7 @@ def build_images(
             cache_dir=cache_dir,
             builder=builder,
             no_cache=no_cache,
+            bases=bases,
             say=say,
         )
     return results

@@ -16,6 +16,7 @@ from typing import Any
 
 from tests.harness.cluster import Cluster, Progress
 from tests.harness.pipeline import kube
+from tests.harness.pipeline.infra import APP_LABEL
 
 MODEL_PORT = 8500
 PROBE = """
@@ -64,7 +65,8 @@ def bare_pod(
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        # the test's own pod, whatever labels it borrows (not counted as the pipeline's)
+        "metadata": {"name": name, "namespace": namespace, "labels": {**labels, APP_LABEL: "true"}},
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
@@ -213,3 +215,23 @@ def pod_complies(pod: dict[str, Any]) -> bool:
         ):
             return False
     return True
+
+
+def cpu_millis(quantity: str) -> int:
+    """A CPU quantity (``250m``, ``0.5``, ``2``) in millicores."""
+    if quantity.endswith("m"):
+        return int(quantity[:-1])
+    return round(float(quantity) * 1000)
+
+
+def node_cpu_requests_m(cluster: Cluster) -> int:
+    """What the scheduler has reserved on the node: the CPU requests of every pod that has not
+    finished, in every namespace (init containers aside)."""
+    total = 0
+    for pod in kube.items(cluster, "pods", "--all-namespaces"):
+        if pod.get("status", {}).get("phase") in {"Succeeded", "Failed"}:
+            continue
+        for container in pod["spec"]["containers"]:
+            requested = (container.get("resources") or {}).get("requests") or {}
+            total += cpu_millis(str(requested.get("cpu", "0")))
+    return total

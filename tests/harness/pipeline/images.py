@@ -98,8 +98,9 @@ class TestImages:
     seconds: float
 
     @property
-    def tags(self) -> tuple[str, str, str]:
-        return self.kafka, self.s3, self.replay
+    def tags(self) -> tuple[str, ...]:
+        """The images built (upstream mode builds only the replay: Kafka and S3 are managed)."""
+        return tuple(tag for tag in (self.kafka, self.s3, self.replay) if tag)
 
 
 def capture_dir() -> Path:
@@ -176,14 +177,23 @@ def _build(
 
 
 def build_test_images(
-    engine: Engine, workers_image: str, cache_dir: Path | None = None, say: Progress | None = None
+    engine: Engine,
+    workers_image: str,
+    cache_dir: Path | None = None,
+    say: Progress | None = None,
+    *,
+    replay_only: bool = False,
 ) -> TestImages:
-    """The Kafka, S3 and replay images (``workers_image`` is the workers image just built)."""
+    """The Kafka, S3 and replay images (``workers_image`` is the workers image just built);
+    with ``replay_only`` the replay alone (upstream mode)."""
     say = say or Progress(prefix="pipeline")
     started = time.monotonic()
     root = cache_root(cache_dir)
     logs = root / "images-logs"
     logs.mkdir(parents=True, exist_ok=True)
+    if replay_only:
+        replay = _replay(engine, workers_image, say, logs)
+        return TestImages("", "", replay, round(time.monotonic() - started, 1))
     kafka_home = root / f"kafka-{KAFKA_VERSION}"
     if not (kafka_home / ".complete").is_file():
         raise ClusterError(f"no Kafka jars in {kafka_home}: run `make kafka`")
@@ -207,12 +217,16 @@ def build_test_images(
         say,
         logs,
     )
+    replay = _replay(engine, workers_image, say, logs)
+    return TestImages(kafka, s3, replay, round(time.monotonic() - started, 1))
+
+
+def _replay(engine: Engine, workers_image: str, say: Progress, logs: Path) -> str:
     data = capture_dir()
     files = {f"jetstream/{name}": data / name for name in (*CAPTURES, DICTIONARY)}
-    replay = _build(
+    return _build(
         engine, "replay", REPLAY_DOCKERFILE, files, {"WORKERS_IMAGE": workers_image}, say, logs
     )
-    return TestImages(kafka, s3, replay, round(time.monotonic() - started, 1))
 
 
 def load_images(cluster: Cluster, tags: list[str], say: Progress) -> float:

@@ -12,6 +12,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from streampulse_operator.manifests import kafka, lakehouse
+from streampulse_operator.manifests.common import INSTANCE_LABEL
+from streampulse_operator.spec import Owner, StreamPulseSpec
 from tests.harness.cluster import Cluster
 from tests.harness.pipeline import kube
 from tests.harness.pipeline.images import KAFKA_PORT, REPLAY_PORT, S3_PORT, TestImages
@@ -29,21 +32,49 @@ AWS endpoint of region ``<x>`` and signs for it, which the server refuses."""
 
 @dataclass(frozen=True)
 class Infra:
+    """Where the pipeline's Kafka and S3 are and how the test reaches them."""
+
     namespace: str = INFRA_NAMESPACE
+    """The test's own pods: the replay, and in local mode Kafka, S3 and the toolbox."""
     access_key: str = "streampulse-system"
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16))
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"kafka.{self.namespace}.svc:{KAFKA_PORT}"
+    bootstrap_servers: str = f"kafka.{INFRA_NAMESPACE}.svc:{KAFKA_PORT}"
+    s3_namespace: str = INFRA_NAMESPACE
+    s3_service: str = S3_NAME
+    credentials_secret: str = CREDENTIALS_SECRET
+    """The lakehouse credentials in the pipeline's namespace (the test writes them)."""
+    toolbox_namespace: str = INFRA_NAMESPACE
+    toolbox_labels: tuple[tuple[str, str], ...] = ()
+    managed: bool = False
+    """Kafka by Strimzi and S3 by the operator's MinIO (upstream mode)."""
 
     @property
     def s3_endpoint(self) -> str:
-        return f"http://{S3_NAME}.{self.namespace}.svc:{S3_PORT}"
+        return f"http://{self.s3_service}.{self.s3_namespace}.svc:{S3_PORT}"
 
     @property
     def replay_endpoint(self) -> str:
         return f"ws://replay.{self.namespace}.svc:{REPLAY_PORT}/subscribe"
+
+    @classmethod
+    def managed_by_operator(cls, name: str, namespace_: str) -> Infra:
+        """Kafka and S3 where the operator renders them for a StreamPulse ``name`` in
+        ``namespace_`` with ``Managed`` modes. The toolbox runs beside the pipeline with its
+        instance label: Strimzi's NetworkPolicy admits only the pipeline's pods to the brokers.
+        The credentials Secret is the one the operator would generate; the test writes it first
+        and the operator leaves an existing one as it is."""
+        owner = Owner(name=name, namespace=namespace_, uid="system-test")
+        spec = StreamPulseSpec()
+        service = lakehouse.s3_endpoint(owner, spec).removeprefix("http://").split(".")[0]
+        return cls(
+            bootstrap_servers=kafka.bootstrap_servers(owner, spec),
+            s3_namespace=namespace_,
+            s3_service=service,
+            credentials_secret=lakehouse.credentials_secret_name(owner, spec),
+            toolbox_namespace=namespace_,
+            toolbox_labels=((INSTANCE_LABEL, name),),
+            managed=True,
+        )
 
 
 def namespace(name: str, *, restricted: bool = True) -> dict[str, Any]:
@@ -60,7 +91,7 @@ def credentials(infra: Infra, namespace_: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": namespace_},
+        "metadata": {"name": infra.credentials_secret, "namespace": namespace_},
         "stringData": {"accessKey": infra.access_key, "secretKey": infra.secret_key},
     }
 
@@ -77,6 +108,9 @@ def _deployment(
     name: str,
     container: dict[str, Any],
     volumes: tuple[str, ...] = ("tmp",),
+    *,
+    namespace_: str | None = None,
+    extra_labels: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     container = {
         "name": name,
@@ -87,11 +121,11 @@ def _deployment(
         ],
         **container,
     }
-    labels = {"app": name, APP_LABEL: "true"}
+    labels = {"app": name, APP_LABEL: "true", **dict(extra_labels)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": infra.namespace, "labels": labels},
+        "metadata": {"name": name, "namespace": namespace_ or infra.namespace, "labels": labels},
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},
@@ -129,7 +163,8 @@ def _secret_env(name: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": key}}}
 
 
-def manifests(infra: Infra, images: TestImages, workers_image: str) -> list[dict[str, Any]]:
+def _kafka_and_s3(infra: Infra, images: TestImages) -> list[dict[str, Any]]:
+    """The broker and the S3 server of local mode, with their Services and credentials."""
     kafka_host = infra.bootstrap_servers.rsplit(":", 1)[0]
     kafka = _deployment(
         infra,
@@ -173,6 +208,16 @@ def manifests(infra: Infra, images: TestImages, workers_image: str) -> list[dict
         },
         volumes=("tmp", "data"),
     )
+    return [
+        credentials(infra, infra.namespace),
+        kafka,
+        _service(infra, "kafka", KAFKA_PORT, headless=True),
+        s3,
+        _service(infra, S3_NAME, S3_PORT),
+    ]
+
+
+def manifests(infra: Infra, images: TestImages, workers_image: str) -> list[dict[str, Any]]:
     replay = _deployment(
         infra,
         "replay",
@@ -195,14 +240,13 @@ def manifests(infra: Infra, images: TestImages, workers_image: str) -> list[dict
             "command": ["sleep", "infinity"],
             "resources": _resources("10m", "64Mi", "500m", "512Mi"),
         },
+        namespace_=infra.toolbox_namespace,
+        extra_labels=infra.toolbox_labels,
     )
+    storage = [] if infra.managed else _kafka_and_s3(infra, images)
     return [
         namespace(infra.namespace),
-        credentials(infra, infra.namespace),
-        kafka,
-        _service(infra, "kafka", KAFKA_PORT, headless=True),
-        s3,
-        _service(infra, S3_NAME, S3_PORT),
+        *storage,
         replay,
         _service(infra, "replay", REPLAY_PORT),
         toolbox,
@@ -217,8 +261,10 @@ def start(cluster: Cluster, infra: Infra, images: TestImages, workers_image: str
         if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "replay":
             obj["spec"]["replicas"] = 0
     kube.apply(cluster, *objects)
-    for name in ("kafka", S3_NAME, "toolbox"):
-        kube.rollout(cluster, infra.namespace, f"deployment/{name}", timeout_s=300)
+    kube.rollout(cluster, infra.toolbox_namespace, "deployment/toolbox", timeout_s=300)
+    if not infra.managed:
+        for name in ("kafka", S3_NAME):
+            kube.rollout(cluster, infra.namespace, f"deployment/{name}", timeout_s=300)
 
 
 def release_replay(cluster: Cluster, infra: Infra) -> None:
@@ -228,4 +274,4 @@ def release_replay(cluster: Cluster, infra: Infra) -> None:
 
 
 def toolbox(cluster: Cluster, infra: Infra) -> str:
-    return kube.ready_pod(cluster, infra.namespace, "app=toolbox")
+    return kube.ready_pod(cluster, infra.toolbox_namespace, "app=toolbox")

@@ -31,7 +31,7 @@ from tests.harness.cluster import Cluster
 from tests.harness.flink import FlinkJob, flink_environment, read_tables, wait_until
 from tests.harness.pipeline import kube
 from tests.harness.pipeline.images import KAFKA_VERSION, S3_PORT
-from tests.harness.pipeline.infra import BUCKET, S3_NAME, Infra, toolbox
+from tests.harness.pipeline.infra import BUCKET, Infra, toolbox
 
 DUMP = """
 import base64, json, sys
@@ -74,7 +74,7 @@ class TopicDump:
 def dump_topics(cluster: Cluster, infra: Infra, topics: list[str]) -> TopicDump:
     """Every record of ``topics`` on the cluster's broker, read from inside the cluster."""
     code = f"import sys\nsys.argv = ['dump', {infra.bootstrap_servers!r}, *{topics!r}]\n{DUMP}"
-    out = kube.exec_python(cluster, infra.namespace, toolbox(cluster, infra), code, 180)
+    out = kube.exec_python(cluster, infra.toolbox_namespace, toolbox(cluster, infra), code, 180)
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     partitions = {x["topic"]: int(x["partitions"]) for x in lines if "partitions" in x}
     return TopicDump([x for x in lines if "value" in x], partitions)
@@ -140,7 +140,8 @@ def canonical(lakehouse: Lakehouse) -> dict[str, list[str]]:
 @contextmanager
 def cluster_lakehouse(cluster: Cluster, infra: Infra) -> Iterator[Lakehouse]:
     """The cluster's warehouse on the S3 server, read through ``kubectl port-forward``."""
-    with kube.port_forward(cluster, infra.namespace, f"svc/{S3_NAME}", S3_PORT) as port:
+    service = f"svc/{infra.s3_service}"
+    with kube.port_forward(cluster, infra.s3_namespace, service, S3_PORT) as port:
         settings = PaimonSettings(
             warehouse=f"s3://{BUCKET}/warehouse",
             s3_endpoint=f"http://127.0.0.1:{port}",

@@ -16,7 +16,7 @@ from tests.harness.cluster import Cluster, ClusterError, Progress
 from tests.harness.cluster.common import cache_root, run_capture
 from tests.harness.images.recipes import IMAGES, REGISTRY, TAG
 from tests.harness.pipeline import kube
-from tests.harness.pipeline.infra import CREDENTIALS_SECRET, Infra
+from tests.harness.pipeline.infra import BUCKET, Infra
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "streampulse-operator"
@@ -106,7 +106,7 @@ class PipelineSpec:
                     "pullPolicy": "IfNotPresent",
                 },
                 "source": {"endpoints": [infra.replay_endpoint]},
-                "kafka": {"mode": "External", "bootstrapServers": infra.bootstrap_servers},
+                "kafka": self._kafka(infra),
                 "models": models,
                 "ingestion": {"resources": _small("25m", "128Mi", "500m", "512Mi")},
                 "enrichment": {
@@ -121,12 +121,29 @@ class PipelineSpec:
                     "jobManager": {"cpu": 0.5, "memory": "1024m"},
                     "taskManager": {"cpu": 0.25, "memory": "1024m"},
                 },
-                "lakehouse": {
-                    "mode": "External",
-                    "endpoint": infra.s3_endpoint,
-                    "credentialsSecretName": CREDENTIALS_SECRET,
-                    "bucket": "streampulse",
-                },
+                "lakehouse": self._lakehouse(infra),
                 "trino": {"enabled": False},
             },
         }
+
+    @staticmethod
+    def _kafka(infra: Infra) -> dict[str, Any]:
+        if not infra.managed:
+            return {"mode": "External", "bootstrapServers": infra.bootstrap_servers}
+        return {  # one broker by Strimzi, sized for the runner (requests fit 4 vCPUs)
+            "mode": "Managed",
+            "replicas": 1,
+            "storage": {"size": "2Gi"},
+            "resources": _small("250m", "1Gi", "1", "2Gi"),
+        }
+
+    @staticmethod
+    def _lakehouse(infra: Infra) -> dict[str, Any]:
+        if not infra.managed:
+            return {
+                "mode": "External",
+                "endpoint": infra.s3_endpoint,
+                "credentialsSecretName": infra.credentials_secret,
+                "bucket": BUCKET,
+            }
+        return {"mode": "Managed", "bucket": BUCKET, "storage": {"size": "2Gi"}}

@@ -24,8 +24,9 @@ from tests.harness.cluster.common import default_cache_dir, run_capture
 from tests.harness.flink import flink_environment
 from tests.harness.images import ImageResult, build_images
 from tests.harness.pipeline import infra as infra_
-from tests.harness.pipeline import kube, report
+from tests.harness.pipeline import kube, report, target
 from tests.harness.pipeline.flinkdriver import FlinkDriver
+from tests.harness.pipeline.flinkoperator import FlinkOperatorWatch
 from tests.harness.pipeline.images import CAPTURES, TestImages, build_test_images, capture_dir
 from tests.harness.pipeline.images import load_images as load_into_node
 from tests.harness.pipeline.resource import (
@@ -71,7 +72,8 @@ class Stage:
     test_images: TestImages
     infra: infra_.Infra
     spec: PipelineSpec
-    driver: FlinkDriver
+    driver: FlinkDriver | FlinkOperatorWatch
+    """Local mode: the Flink operator's stand-in; upstream mode: the real one, watched."""
     workdir: Path
     say: Progress
     results: dict[str, Any] = field(default_factory=dict)
@@ -107,7 +109,8 @@ class Stage:
     def observe_pods(self) -> int:
         """Remember every pod of the pipeline seen so far (by uid); how many."""
         for pod in kube.pods(self.cluster, self.spec.namespace):
-            if "streampulse.io/instance" in pod["metadata"].get("labels", {}):
+            labels = pod["metadata"].get("labels", {})
+            if "streampulse.io/instance" in labels and infra_.APP_LABEL not in labels:
                 self.pods_seen[pod["metadata"]["uid"]] = pod
         return len(self.pods_seen)
 
@@ -121,9 +124,12 @@ def _cluster_in_thread(say: Progress) -> tuple[threading.Thread, dict[str, Any]]
     def up() -> None:
         started = time.monotonic()
         try:
-            existing = Cluster.existing()
-            box["started"] = existing is None
-            box["cluster"] = existing or Cluster.up(say=say)
+            if target.upstream():
+                box["started"], box["cluster"] = False, target.attach_kind(say)
+            else:
+                existing = Cluster.existing()
+                box["started"] = existing is None
+                box["cluster"] = existing or Cluster.up(say=say)
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
         box["seconds"] = round(time.monotonic() - started, 1)
@@ -133,33 +139,52 @@ def _cluster_in_thread(say: Progress) -> tuple[threading.Thread, dict[str, Any]]
     return thread, box
 
 
+def _images(cache: Path, say: Progress) -> tuple[dict[str, ImageResult], TestImages]:
+    upstream = target.upstream()
+    with say.step("project images from this clone (tests.harness.images.build_images)"):
+        built = build_images(cache, say=Progress(prefix="images"),
+                             bases="registry" if upstream else "local")  # fmt: skip
+    engine = ensure_engine(cache)
+    tests_images = build_test_images(engine, built["workers"].tag, cache, say,
+                                     replay_only=upstream)  # fmt: skip
+    return built, tests_images
+
+
 @contextmanager
 def stage(workdir: Path, crds_dir: Path) -> Iterator[Stage]:
     say = Progress(prefix="pipeline")
     cache = default_cache_dir()
     thread, box = _cluster_in_thread(Progress(prefix="cluster"))
-    with say.step("project images from this clone (tests.harness.images.build_images)"):
-        built = build_images(cache, say=Progress(prefix="images"))
-    tests_images = build_test_images(ensure_engine(cache), built["workers"].tag, cache, say)
+    built, tests_images = _images(cache, say)
     flink_env = flink_environment(cache)
     thread.join()
     if "error" in box:
         raise box["error"]
     cluster: Cluster = box["cluster"]
-    infra = infra_.Infra()
     spec = PipelineSpec()
-    driver = FlinkDriver(cluster, spec.namespace, f"{spec.name}-flink", flink_env.python,
-                         workdir / "flink", say)  # fmt: skip
+    upstream = target.upstream()
+    infra = (
+        infra_.Infra.managed_by_operator(spec.name, spec.namespace) if upstream else infra_.Infra()
+    )
+    flink = f"{spec.name}-flink"
+    driver = (
+        FlinkOperatorWatch(cluster, spec.namespace, flink, say)
+        if upstream
+        else FlinkDriver(cluster, spec.namespace, flink, flink_env.python, workdir / "flink", say)
+    )
     run = Stage(cluster, bool(box["started"]), built, tests_images, infra, spec, driver,
                 workdir, say)  # fmt: skip
     run.results["cluster_ready_s"] = box["seconds"]
     run.results["images_built"] = len(built)
+    run.details["mode"] = target.mode()
     run.details["images"] = {name: round(r.seconds, 1) for name, r in built.items()}
     try:
         tags = [r.tag for r in built.values()] + list(tests_images.tags)
         run.details["images_loaded_s"] = round(load_into_node(cluster, tags, say), 1)
-        for name in FLINK_CRDS:
-            cluster.kubectl("apply", "--server-side", "-f", str(crds_dir / name))
+        if not upstream:  # upstream, the Flink operator's chart installed its CRDs
+            for name in FLINK_CRDS:
+                cluster.kubectl("apply", "--server-side", "-f", str(crds_dir / name))
+        kube.apply(cluster, *run.pipeline_namespace)  # the toolbox may run there
         infra_.start(cluster, infra, tests_images, run.workers_image)
         run.posts = known_posts()
         yield run
@@ -170,14 +195,16 @@ def stage(workdir: Path, crds_dir: Path) -> Iterator[Stage]:
 
 def teardown(run: Stage) -> None:
     """Leave nothing behind: the driver stops, finalizers it set go, namespaces and the Helm
-    release are removed, and a cluster this run started is taken down."""
+    release are removed, and a cluster this run started is taken down (never the workflow's
+    kind cluster)."""
     run.driver.stop()
     cluster = run.cluster
-    no_finalizers = '{"metadata":{"finalizers":[]}}'
-    for obj in kube.items(cluster, "flinkdeployment", "-n", run.spec.namespace):
-        name = obj["metadata"]["name"]
-        cluster.kubectl("patch", "flinkdeployment", name, "-n", run.spec.namespace,
-                        "--type=merge", "-p", no_finalizers, check=False)  # fmt: skip
+    if isinstance(run.driver, FlinkDriver):
+        no_finalizers = '{"metadata":{"finalizers":[]}}'
+        for obj in kube.items(cluster, "flinkdeployment", "-n", run.spec.namespace):
+            name = obj["metadata"]["name"]
+            cluster.kubectl("patch", "flinkdeployment", name, "-n", run.spec.namespace,
+                            "--type=merge", "-p", no_finalizers, check=False)  # fmt: skip
     if run.started_cluster:
         run.say("removing the cluster this run started")
         cluster.down(run.say)

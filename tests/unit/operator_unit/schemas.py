@@ -30,17 +30,31 @@ def upstream_crds_dir() -> Path:
     return path
 
 
-def strict(schema: Any) -> Any:
-    """An OpenAPI v3 (Kubernetes dialect) schema as JSON Schema, rejecting unknown fields."""
+JUNCTORS = frozenset({"oneOf", "anyOf", "allOf", "not"})
+
+
+def strict(schema: Any, *, structural: bool = True) -> Any:
+    """An OpenAPI v3 (Kubernetes dialect) schema as JSON Schema, rejecting unknown fields.
+
+    Only the structural part names the fields: the schemas under ``oneOf``/``anyOf``/``allOf``/
+    ``not`` only validate values (Kubernetes' structural schema rules), so they reject nothing
+    for being unknown."""
     if isinstance(schema, list):
-        return [strict(s) for s in schema]
+        return [strict(s, structural=structural) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes")}
+    out = {
+        k: strict(v, structural=structural and k not in JUNCTORS)
+        for k, v in schema.items()
+        if not k.startswith("x-kubernetes")
+    }
     if "properties" in out:
-        out["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
+        out["properties"] = {
+            k: strict(v, structural=structural) for k, v in schema["properties"].items()
+        }
         if (
-            not schema.get("x-kubernetes-preserve-unknown-fields")
+            structural
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
             and "additionalProperties" not in out
         ):
             out["additionalProperties"] = False

@@ -134,3 +134,12 @@ def test_a_longer_name_would_not_fit() -> None:
     assert len(broker_pod_name(owner, 999)) > DNS_LABEL
     owner = OWNER.model_copy(update={"name": "n" * 40})
     assert len(flink_name(owner)) > MAX_CLUSTER_ID
+
+
+def test_topics_carry_no_finalizer_that_would_outlive_their_topic_operator() -> None:
+    """Deleting a StreamPulse collects the Kafka, its topic operator and the KafkaTopics
+    together; with Strimzi's topic finalizers on, nothing would remove them and the topics would
+    hang in deletion (and their namespace in Terminating)."""
+    (kafka,) = [o for o in render(OWNER, defaulted({})) if o["kind"] == "Kafka"]
+    container = kafka["spec"]["entityOperator"]["template"]["topicOperatorContainer"]
+    assert {"name": "STRIMZI_USE_FINALIZERS", "value": "false"} in container["env"]
