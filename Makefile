@@ -42,6 +42,10 @@ venv: $(BIN)/.installed ## Create the Python environment (.venv) with the packag
 kafka: venv ## Fetch Apache Kafka from Maven Central into the cache
 	$(BIN)/streampulse local fetch-kafka
 
+.PHONY: trino
+trino: venv ## Fetch Trino and build the Iceberg REST catalog (Maven Central) into the cache; prints progress
+	$(BIN)/streampulse local fetch-trino
+
 .PHONY: kube
 kube: venv ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kwok and helm v4 (and fetch the Gateway API CRDs) into the cache
 	$(BIN)/python -m tests.harness.kube
@@ -91,10 +95,10 @@ s3: venv ## Build versitygw (an S3-compatible server for the tests) from the Go 
 
 .PHONY: deps
 deps: venv ## Fetch and build every engine the tests use, in parallel (each is cached once built)
-	$(MAKE) --no-print-directory -j5 --output-sync=target kafka kube flink-env s3 browser
+	$(MAKE) --no-print-directory -j5 --output-sync=target kafka kube flink-env s3 browser trino
 
 .PHONY: test-integration
-test-integration: venv kafka kube flink-env s3 browser ## Integration tests against real local services
+test-integration: venv kafka kube flink-env s3 browser trino ## Integration tests against real local services
 	$(PYTEST) tests/integration -m integration
 
 .PHONY: test-e2e

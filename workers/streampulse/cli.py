@@ -22,6 +22,7 @@ from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
 from streampulse.local.runs import RunRecord, alive, remove_record, stop_run
 from streampulse.local.stack import run_stack
 from streampulse.local.status import StatusBoard
+from streampulse.local.trino import ensure_local_trino, trino_over_warehouse
 from streampulse.logs import configure_logging
 from streampulse.replay.server import run as run_replay
 from streampulse.settings import Settings
@@ -343,6 +344,46 @@ def run_kafka(
         stop_signals = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         signal.sigwait(stop_signals)
+
+
+@local_app.command("fetch-trino")
+def fetch_trino() -> None:
+    """Fetch Trino and the Iceberg REST catalog from Maven Central into the cache (once)."""
+    settings = _settings()
+    try:
+        java_home, server, rest = ensure_local_trino(settings)
+    except InfrastructureError as exc:
+        typer.echo(f"fetch-trino: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"trino {settings.trino.version}: {server} (Java {java_home})")
+    typer.echo(f"iceberg rest catalog: {rest.libs.parent}")
+
+
+@local_app.command("trino")
+def run_trino(
+    warehouse: Annotated[
+        str | None, typer.Option(help="Local path or s3://bucket/path; default: the local one.")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Trino's port (0 picks a free one).")] = None,
+) -> None:
+    """Run Trino over the Paimon tables (through an Iceberg REST catalog) until Ctrl-C."""
+    settings = _settings()
+    updates: dict[str, object] = {}
+    if warehouse:
+        updates["paimon"] = settings.paimon.model_copy(update={"warehouse": warehouse})
+    if port is not None:
+        updates["trino"] = settings.trino.model_copy(update={"port": port})
+    settings = settings.model_copy(update=updates)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    try:
+        with trino_over_warehouse(settings) as trino:
+            catalog = f"{settings.trino.catalog}.{settings.paimon.database}"
+            typer.echo(f"trino: {trino.server.uri} (tables in {catalog}; Ctrl-C stops it)")
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # after the children start
+            signal.sigwait(stop_signals)
+    except InfrastructureError as exc:
+        typer.echo(f"trino: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def main() -> None:

@@ -7,6 +7,7 @@
         ├── KafkaError       the broker refused or lost a write, or cannot be reached
         ├── LauncherError    a local engine (Kafka, ...) could not be obtained or started
         └── LakehouseError   the Paimon warehouse cannot be read, or a query over it failed
+            └── TrinoQueryError  Trino refused or failed a query (its own message and name)
 
 Library errors are translated into these at one boundary, with ``raise ... from exc``.
 """
@@ -45,3 +46,16 @@ class LauncherError(InfrastructureError):
 
 class LakehouseError(InfrastructureError):
     """The Paimon warehouse cannot be read, or a SQL query over its tables failed."""
+
+
+class TrinoQueryError(LakehouseError):
+    """Trino answered a query with an error: bad SQL, a missing table, a failed read.
+
+    ``name`` is Trino's error name (``SYNTAX_ERROR``, ``TABLE_NOT_FOUND``, ...) and ``kind`` its
+    error type (``USER_ERROR``, ``INTERNAL_ERROR``, ...); the message is Trino's own.
+    """
+
+    def __init__(self, message: str, name: str = "", kind: str = "") -> None:
+        self.name = name
+        self.kind = kind
+        super().__init__(f"{name}: {message}" if name else message)

@@ -7,7 +7,6 @@ single combined broker and controller on free loopback ports.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -16,18 +15,15 @@ import socket
 import subprocess
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streampulse.errors import LauncherError
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from streampulse.local.fetching import copy_dependencies, locked
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +62,6 @@ _LOG4J2_YAML = """Configuration:
 """
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive file lock, so concurrent launchers fetch once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_kafka(cache_dir: Path, version: str) -> Path:
     """Return the directory of Kafka's jars, fetching them from Maven Central the first time."""
     home = cache_dir / f"kafka-{version}"
@@ -85,11 +69,9 @@ def ensure_kafka(cache_dir: Path, version: str) -> Path:
     stamp = home / ".complete"
     if stamp.exists():
         return libs
-    with _locked(home.with_suffix(".lock")):
+    with locked(home.with_suffix(".lock")):
         if stamp.exists():
             return libs
-        if shutil.which("mvn") is None:
-            raise LauncherError("Maven (mvn) is needed to fetch Kafka; put it on PATH")
         shutil.rmtree(libs, ignore_errors=True)
         home.mkdir(parents=True, exist_ok=True)
         (home / "pom.xml").write_text(
@@ -97,25 +79,7 @@ def ensure_kafka(cache_dir: Path, version: str) -> Path:
         )
         log.info("fetching Apache Kafka %s from Maven Central into %s", version, home)
         started = time.monotonic()
-        result = subprocess.run(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-f",
-                str(home / "pom.xml"),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={libs}",
-                "-DincludeScope=runtime",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise LauncherError(
-                f"fetching Kafka {version} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-            )
+        copy_dependencies(home / "pom.xml", libs, f"Kafka {version}")
         (home / "log4j2.yaml").write_text(_LOG4J2_YAML)
         stamp.write_text(f"{time.monotonic() - started:.1f}s\n")
     return libs

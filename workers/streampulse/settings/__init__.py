@@ -19,6 +19,7 @@ from streampulse.settings.stages import (
     LocalSettings,
     PaimonSettings,
     ServingSettings,
+    TrinoSettings,
 )
 from streampulse.settings.streams import (
     DEFAULT_JETSTREAM_ENDPOINTS,
@@ -42,6 +43,7 @@ __all__ = [
     "ServingSettings",
     "Settings",
     "TelemetrySettings",
+    "TrinoSettings",
 ]
 
 
@@ -87,3 +89,4 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     paimon: PaimonSettings = PaimonSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    trino: TrinoSettings = TrinoSettings()

