@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from streampulse.local.iceberg_rest import warehouse_uri
 from streampulse.local.trino import LocalTrino, trino_over_warehouse
 from streampulse.local.trino_client import TrinoClient
 from streampulse.settings import PaimonSettings, Settings, TrinoSettings
@@ -38,7 +39,7 @@ def paimon_settings(warehouse: Path | str, s3: S3Server | None = None) -> Paimon
     Iceberg metadata's paths as it is given the warehouse, and Trino needs a scheme) or of a
     bucket on ``s3``."""
     if s3 is None:
-        return PaimonSettings(warehouse=Path(warehouse).resolve().as_uri())
+        return PaimonSettings(warehouse=warehouse_uri(str(warehouse)))
     return PaimonSettings(
         warehouse=f"s3://{s3.bucket}/{warehouse}",
         s3_endpoint=s3.endpoint,
@@ -67,8 +68,14 @@ def write_paimon(
             check=False,
         )
     if result.returncode != 0 or f"done {len(statements)}" not in result.stdout:
+        # the causes first: the tail of a Flink failure is mostly stack frames
+        causes = dict.fromkeys(
+            line for line in result.stderr.splitlines() if line.startswith("Caused by:")
+        )
         raise AssertionError(
-            f"Flink statements failed ({result.returncode}):\n{result.stderr[-5000:]}"
+            f"Flink statements failed ({result.returncode}):\n"
+            + "\n".join(causes)
+            + f"\n...\n{result.stderr[-3000:]}"
         )
 
 

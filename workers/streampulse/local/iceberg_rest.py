@@ -134,11 +134,20 @@ def ensure_iceberg_rest(cache_dir: Path, java_home: Path | None = None) -> Icebe
     return home
 
 
+def warehouse_uri(warehouse: str) -> str:
+    """The warehouse as a URI: a local path becomes ``file:///...``.
+
+    Paimon writes the paths in its Iceberg metadata as it was given the warehouse, and Trino
+    opens a path only by its scheme, so a writer of tables Trino reads is given this form.
+    """
+    if "://" in warehouse or warehouse.startswith("file:"):
+        return warehouse.rstrip("/")
+    return Path(warehouse).resolve().as_uri()
+
+
 def iceberg_location(warehouse: str) -> str:
     """Where Paimon puts a warehouse's Iceberg metadata, as a URI (``file:`` or ``s3:``)."""
-    if "://" in warehouse or warehouse.startswith("file:"):
-        return warehouse.rstrip("/") + "/iceberg"
-    return Path(warehouse).resolve().as_uri() + "/iceberg"
+    return warehouse_uri(warehouse) + "/iceberg"
 
 
 @dataclass(frozen=True)

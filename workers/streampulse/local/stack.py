@@ -28,6 +28,7 @@ from websockets.asyncio.client import connect
 from streampulse.errors import LauncherError
 from streampulse.kafka import ensure_topics
 from streampulse.local.flink_job import ensure_flink_environment, flink_project_dir, job_argv
+from streampulse.local.iceberg_rest import warehouse_uri
 from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka, free_port
 from streampulse.local.processes import Child
 from streampulse.local.runs import RunRecord, Stage, alive, remove_record
@@ -205,7 +206,8 @@ class LocalStack:
             "bootstrap_servers": self.env["STREAMPULSE_KAFKA__BOOTSTRAP_SERVERS"],
             "raw_topic": self.settings.kafka.raw_topic,
             "enriched_topic": self.settings.kafka.enriched_topic,
-            "warehouse": self.warehouse,
+            # a URI, so the Iceberg metadata Paimon publishes is readable by Trino
+            "warehouse": warehouse_uri(self.warehouse),
             "checkpoint_dir": checkpoints.as_uri(),
             "checkpoint_interval_ms": local.flink_checkpoint_interval_ms,
             "rest_port": rest_port,
