@@ -10,7 +10,9 @@ One reconcile:
 2. **apply**: every rendered child whose kind is served, except children of a component that
    waits for its dependencies (``status.DEPENDS_ON``) and has not been created yet;
 3. **scale**: a model Deployment below its HPA's minimum (new, or resumed) is raised through the
-   ``/scale`` subresource, to the count it had before a suspension if that is higher;
+   ``/scale`` subresource, to the count it had before a suspension if that is higher. That count
+   stays in an annotation until the Deployment has reached it, so a lost write or an autoscaler
+   acting on the count before it (a race the next round would otherwise not see) is corrected;
 4. **prune**: children of this owner that are no longer rendered are deleted;
 5. **status**: from the objects the apply returned (or observed).
 """
@@ -171,14 +173,17 @@ class Reconciler:
                 await self.ensure_credentials(owner, spec)
             except ApiError as exc:
                 errors[f"Secret/{credentials_secret_name(owner, spec)}"] = exc.status.message or ""
-        results = await self._gather(lambda m: self.apply(m, live.get(key_of(m))), to_apply)
+        targets = autoscaled_targets(manifests, live)
+        results = await self._gather(
+            lambda m: self.apply(m, live.get(key_of(m)), targets.get(key_of(m), 0)), to_apply
+        )
         after = dict(live)
         for manifest, result in zip(to_apply, results, strict=True):
             if isinstance(result, BaseException):
                 errors[key_of(manifest)] = str(result)
             else:
                 after[key_of(manifest)] = result
-        await self.hand_to_autoscalers(manifests, live, after, errors)
+        await self.hand_to_autoscalers(manifests, targets, after, errors)
         desired = {key_of(m) for m in manifests}
         pruned = await self.prune(owner, desired, live)
         seen = Observation(
@@ -246,12 +251,16 @@ class Reconciler:
 
     # -- apply ----------------------------------------------------------------------------------
 
-    async def apply(self, manifest: Manifest, live: Mapping[str, Any] | None) -> dict[str, Any]:
+    async def apply(
+        self, manifest: Manifest, live: Mapping[str, Any] | None, target: int = 0
+    ) -> dict[str, Any]:
+        """Apply one child; an autoscaled Deployment keeps its count before a suspension in an
+        annotation while suspended, and while it is below ``target`` after the resume."""
         kind = kinds.child_kind(manifest["apiVersion"], manifest["kind"])
         body = manifest
         annotations = manifest["metadata"].get("annotations") or {}
-        if annotations.get(HPA_MANAGED) == "true" and "replicas" in manifest["spec"]:
-            body = _remember_replicas(manifest, live)
+        if annotations.get(HPA_MANAGED) == "true":
+            body = _remember_replicas(manifest, live, target)
         try:
             applied = await self.client.apply(
                 kinds.resource_class(kind)(**body),
@@ -267,25 +276,17 @@ class Reconciler:
     async def hand_to_autoscalers(
         self,
         manifests: Iterable[Manifest],
-        before: Mapping[str, Mapping[str, Any] | None],
+        targets: Mapping[str, int],
         after: Mapping[str, Mapping[str, Any] | None],
         errors: dict[str, str],
     ) -> None:
-        """Raise each autoscaled Deployment below its HPA's minimum (new, or just resumed) to
-        that minimum, or to its count before the suspension (within the HPA's bounds)."""
+        """Raise each autoscaled Deployment below its target (``autoscaled_targets``) to it."""
         for hpa in (m for m in manifests if m["kind"] == "HorizontalPodAutoscaler"):
             target = hpa["spec"]["scaleTargetRef"]["name"]
             key = f"Deployment/{target}"
             current = after.get(key)
-            if current is None:
-                continue
-            low, high = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
-            previous = before.get(key)
-            remembered = (previous or {}).get("metadata", {}).get("annotations") or {}
-            wanted = max(low, min(high, int(remembered.get(RESUME_REPLICAS) or 0)))
-            resumed = previous is not None and _replicas(previous) == 0
-            have = _replicas(current)
-            if have >= wanted or (have >= low and not resumed):
+            wanted = targets.get(key, 0)
+            if current is None or _replicas(current) >= wanted:
                 continue
             try:
                 await self.client.patch(
@@ -355,11 +356,35 @@ class Reconciler:
         return pruned
 
 
-def _remember_replicas(manifest: Manifest, live: Mapping[str, Any] | None) -> Manifest:
-    """A suspended autoscaled Deployment keeps the HPA's count in an annotation, restored on
-    resume: taken from the running Deployment, or carried over while it stays suspended."""
+def remembered_replicas(live: Mapping[str, Any] | None) -> int:
     annotations = (live or {}).get("metadata", {}).get("annotations") or {}
-    count = _replicas(live) or int(annotations.get(RESUME_REPLICAS) or 0)
+    return int(annotations.get(RESUME_REPLICAS) or 0)
+
+
+def autoscaled_targets(
+    manifests: Iterable[Manifest], live: Mapping[str, Mapping[str, Any] | None]
+) -> dict[str, int]:
+    """The count each autoscaled Deployment is raised to: its HPA's minimum, or its count
+    before a suspension (remembered on the live object) within the HPA's bounds."""
+    targets: dict[str, int] = {}
+    for hpa in (m for m in manifests if m["kind"] == "HorizontalPodAutoscaler"):
+        key = f"Deployment/{hpa['spec']['scaleTargetRef']['name']}"
+        low, high = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
+        targets[key] = max(low, min(high, remembered_replicas(live.get(key))))
+    return targets
+
+
+def _remember_replicas(manifest: Manifest, live: Mapping[str, Any] | None, target: int) -> Manifest:
+    """The annotation an autoscaled Deployment is applied with. Suspended (the manifest holds it
+    at zero): the HPA's count, taken from the running Deployment or carried over. Running: the
+    remembered count, carried over only while the Deployment is below its target, so the
+    operator keeps raising it until it gets there and then leaves it to the HPA."""
+    remembered = remembered_replicas(live)
+    have = _replicas(live)
+    if "replicas" in manifest["spec"]:
+        count = have or remembered
+    else:
+        count = remembered if remembered and have < target else 0
     if not count:
         return manifest
     meta = manifest["metadata"]

@@ -23,7 +23,7 @@ from tests.e2e.operator_plane import (
     spec_change,
 )
 from tests.e2e.refusals import INVALID, REFUSED_CHANGES, REFUSED_IDS
-from tests.harness.kube import ApiError, ControlPlane, wait_until
+from tests.harness.kube import ApiError, ControlPlane, StartupError, wait_until
 from tests.harness.operator_runs import MERGE, OperatorRun, report_flink, report_ready
 
 pytestmark = pytest.mark.e2e
@@ -268,15 +268,25 @@ def test_the_example_runs_through_its_whole_life(
         what="phase Suspended",
     )
     spec_change(plane, "demo", {"suspend": False})
-    wait_until(
-        lambda: (
-            plane.get(f"{APPS}/demo-model-toxicity")["spec"]["replicas"] == 3
-            and plane.get(f"{FLINK}/demo-flink")["spec"]["job"]["state"] == "running"
-            and plane.get(f"{APPS}/demo-ingest")["spec"]["replicas"] == 1
-        ),
-        timeout=60,
-        what="resumed with the autoscaler's 3 replicas",
-    )
+
+    def resumed_state() -> tuple[int, str, int]:
+        return (
+            plane.get(f"{APPS}/demo-model-toxicity")["spec"]["replicas"],
+            plane.get(f"{FLINK}/demo-flink")["spec"]["job"]["state"],
+            plane.get(f"{APPS}/demo-ingest")["spec"]["replicas"],
+        )
+
+    try:
+        wait_until(
+            lambda: resumed_state() == (3, "running", 1),
+            timeout=60,
+            what="resumed with the autoscaler's 3 replicas",
+        )
+    except StartupError as exc:
+        tail = operator.log.read_text(errors="replace")[-4000:]
+        raise AssertionError(
+            f"{exc}; (toxicity, flink, ingest) = {resumed_state()}; operator log:\n{tail}"
+        ) from exc
     assert not managed_replicas_fields(
         plane.get(f"{APPS}/demo-model-toxicity"), "streampulse-operator"
     )
