@@ -24,7 +24,7 @@ _ATOMIC = {
     "INT": pa.int32(),
     "DOUBLE": pa.float64(),
     "BOOLEAN": pa.bool_(),
-    "TIMESTAMP(3)": pa.timestamp("ms"),
+    "TIMESTAMP(6)": pa.timestamp("us"),
 }
 
 
