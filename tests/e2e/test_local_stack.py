@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from streampulse.lakehouse.reading import Lakehouse
-from streampulse.local.kafka_broker import free_port
+from streampulse.local.ports import free_port
 from streampulse.local.runs import RunRecord, alive
 from streampulse.settings import PaimonSettings
 from tests.harness.browser import Element, by_testid, dump_dom, require_chromium, screenshot

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streampulse.enrich.breaker import BreakerState
-from streampulse.local.kafka_broker import free_port
+from streampulse.local.ports import free_port
 from streampulse.settings import KafkaSettings
 from tests.faults.enrich_runs import (
     Tail,

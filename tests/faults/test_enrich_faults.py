@@ -25,7 +25,7 @@ import orjson
 import pytest
 
 from streampulse.enrich.breaker import BreakerState
-from streampulse.local.kafka_broker import free_port
+from streampulse.local.ports import free_port
 from streampulse.settings import KafkaSettings, Settings
 from tests.faults.enrich_runs import (
     Died,

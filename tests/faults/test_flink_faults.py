@@ -24,7 +24,8 @@ from pydantic import SecretStr
 
 from streampulse.kafka import ensure_topics
 from streampulse.lakehouse.reading import Lakehouse
-from streampulse.local.kafka_broker import ensure_kafka, free_port
+from streampulse.local.kafka_broker import ensure_kafka
+from streampulse.local.ports import free_port
 from streampulse.settings import KafkaSettings, PaimonSettings, Settings
 from tests.faults.flinking import (
     Event,

@@ -24,7 +24,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streampulse.local.kafka_broker import ensure_kafka, free_port
+from streampulse.local.kafka_broker import ensure_kafka
+from streampulse.local.ports import free_port
 from streampulse.settings import KafkaSettings, Settings
 from tests.faults.ingesting import (
     ADDRESS_SPACE_BYTES,

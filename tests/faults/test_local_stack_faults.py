@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streampulse.local.kafka_broker import free_port
+from streampulse.local.ports import free_port
 from streampulse.local.runs import RunRecord, alive
 from tests.faults.matrix import Scenario, SecurityCheck
 from tests.harness.processes import ManagedProcess

@@ -23,8 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from streampulse.local.ports import free_port
 from tests.harness.kube import ControlPlane
-from tests.harness.kube.process import free_port
 
 MERGE = "application/merge-patch+json"
 OPERATOR_NAMESPACE = "streampulse-system"

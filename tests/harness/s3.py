@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from streampulse.local.ports import free_port
 from tests.harness.kube.build import default_cache_dir, go_binary, go_env, locked, run_logged
-from tests.harness.kube.process import free_port
 from tests.harness.processes import ManagedProcess
 
 VERSITYGW_VERSION = "v1.8.0"

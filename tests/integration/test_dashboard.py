@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from streampulse.dashboard.lag import ConsumerLag
 from streampulse.kafka import consumer_config, ensure_topics, producer_config
-from streampulse.local.kafka_broker import free_port
+from streampulse.local.ports import free_port
 from streampulse.settings import KafkaSettings
 from tests.harness.browser import by_testid, dump_dom, require_chromium, screenshot, tags
 from tests.harness.dashboard_data import (

@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from streampulse.events import decode_dead_letter
 from streampulse.ingest.normalizing import normalize
 from streampulse.kafka import ensure_topics
-from streampulse.local.kafka_broker import free_port
+from streampulse.local.ports import free_port
 from streampulse.replay.streams import build_stream
 from streampulse.settings import KafkaSettings, ReplaySettings, Settings
 from tests.harness.processes import ManagedProcess

@@ -4,7 +4,6 @@ concurrency through real HTTP, and the ``streampulse serve-models`` process."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 import transformers
 from aiohttp import web
 
+from streampulse.local import ports
 from streampulse.serving.app import build_app
 from streampulse.serving.manifests import read_manifest, sha256_of
 from streampulse.serving.models import ServedModel
@@ -112,9 +112,7 @@ def test_entity_spans_are_exact_slices_of_hostile_text(tiny: TinyModels) -> None
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return ports.free_port()
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:

@@ -18,7 +18,7 @@ import pytest
 
 from streampulse.events import POST
 from streampulse.ingest.normalizing import normalize
-from streampulse.local.kafka_broker import free_port
+from streampulse.local.ports import free_port
 from streampulse.replay.streams import build_stream
 from streampulse.settings import KafkaSettings, ReplaySettings, Settings
 from tests.harness.processes import ManagedProcess

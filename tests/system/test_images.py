@@ -23,6 +23,7 @@ import yaml
 import zstandard
 from websockets.sync.client import connect
 
+from streampulse.local.ports import free_port
 from streampulse.serving.manifests import read_manifest
 from streampulse.serving.sessions import OnnxModel
 from streampulse.settings import ServingSettings
@@ -33,7 +34,7 @@ from tests.harness.cluster.common import default_cache_dir
 from tests.harness.cluster.engine import Engine, ensure_engine
 from tests.harness.images import IMAGES, ImageResult, Stager, build_images
 from tests.harness.images.contexts import source_files
-from tests.harness.images.running import free_port, http, run_once, serving, wait_for_http
+from tests.harness.images.running import http, run_once, serving, wait_for_http
 from tests.harness.images.staging import dockerfile_arg
 from tests.harness.kube import ControlPlane, ensure_binaries
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import urllib.error
@@ -13,6 +12,7 @@ import urllib.request
 import pytest
 
 from streampulse.health import Heartbeat, keep_beating, serve_health
+from streampulse.local.ports import free_port as _free_port
 
 pytestmark = pytest.mark.unit
 
@@ -65,9 +65,3 @@ def test_a_blocked_loop_stops_the_beats() -> None:
     thread.start()
     thread.join(10)
     assert seen == [True, False, True]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

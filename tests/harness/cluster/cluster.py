@@ -17,7 +17,6 @@ import http.client
 import json
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from streampulse.local.ports import free_port as _free_port
 from tests.harness.cluster import manifests
 from tests.harness.cluster.common import (
     ClusterError,
@@ -93,12 +93,6 @@ def wait_for(
             detail = f" (last error: {last})" if last else ""
             raise ClusterError(f"timed out after {timeout_s:.0f}s waiting for {what}{detail}")
         time.sleep(every)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -25,10 +25,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from streampulse.local.ports import free_port
 from tests.harness.kube import components as c
 from tests.harness.kube.build import Binaries
 from tests.harness.kube.pki import Pki, make_pki
-from tests.harness.kube.process import ManagedProcess, StartupError, free_port, wait_until
+from tests.harness.kube.process import ManagedProcess, StartupError, wait_until
 
 
 class ApiError(RuntimeError):

@@ -25,7 +25,8 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from pydantic import SecretStr
 
 from streampulse.lakehouse.reading import Lakehouse
-from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka, free_port
+from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
+from streampulse.local.ports import free_port
 from streampulse.settings import PaimonSettings
 from tests.harness.cluster import Cluster
 from tests.harness.flink import FlinkJob, flink_environment, read_tables, wait_until

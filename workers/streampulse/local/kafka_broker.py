@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -24,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 from streampulse.errors import LauncherError
 from streampulse.local.fetching import copy_dependencies, locked
+from streampulse.local.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,6 @@ def ensure_kafka(cache_dir: Path, version: str) -> Path:
         (home / "log4j2.yaml").write_text(_LOG4J2_YAML)
         stamp.write_text(f"{time.monotonic() - started:.1f}s\n")
     return libs
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

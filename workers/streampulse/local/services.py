@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Self
 
 from streampulse.errors import LakehouseError, LauncherError
-from streampulse.local.kafka_broker import free_port
+from streampulse.local.ports import free_port
 from streampulse.local.processes import Child
 
 log = logging.getLogger(__name__)

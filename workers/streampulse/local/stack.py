@@ -29,7 +29,8 @@ from streampulse.errors import LauncherError
 from streampulse.kafka import ensure_topics
 from streampulse.local.flink_job import ensure_flink_environment, flink_project_dir, job_argv
 from streampulse.local.iceberg_rest import warehouse_uri
-from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka, free_port
+from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
+from streampulse.local.ports import free_port
 from streampulse.local.processes import Child
 from streampulse.local.runs import RunRecord, Stage, alive, remove_record
 from streampulse.local.status import StatusBoard
