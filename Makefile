@@ -99,16 +99,16 @@ deps: venv ## Fetch and build every engine the tests use, in parallel (each is c
 
 .PHONY: test-integration
 test-integration: venv kafka kube flink-env s3 browser trino ## Integration tests against real local services
-	$(PYTEST) tests/integration -m integration
+	$(PYTEST) --durations=15 tests/integration -m integration
 
 .PHONY: test-e2e
 test-e2e: venv kafka kube flink-env browser ## End-to-end tests
-	$(PYTEST) tests/e2e -m e2e
+	$(PYTEST) --durations=10 tests/e2e -m e2e
 
 .PHONY: test-faults
 test-faults: venv kafka kube flink-env s3 browser ## The fault matrix (docs/reliability.md): two tables and one JSON line
 	rm -rf test-artifacts/faults
-	$(PYTEST) tests/faults -m faults
+	$(PYTEST) --durations=10 tests/faults -m faults
 	$(BIN)/python -m tests.faults.report
 
 .PHONY: test
@@ -116,7 +116,7 @@ test: lint deps ## Lint, then every test tier (what CI runs)
 	$(MAKE) --no-print-directory test-unit test-integration test-e2e test-faults
 
 .PHONY: bench
-bench: bench-ingest bench-models bench-enrich bench-flink bench-operator ## Every benchmark
+bench: bench-ingest bench-models bench-enrich bench-flink bench-operator bench-trino ## Every benchmark
 
 .PHONY: bench-models
 bench-models: venv ## Model server: micro-batched HTTP vs in-process ceiling vs unbatched
@@ -141,6 +141,10 @@ clean: ## Remove the venv and tool caches (not $(STREAMPULSE_CACHE_DIR))
 .PHONY: bench-flink
 bench-flink: venv kafka flink-env ## 500k events through the Flink job into Paimon: p1, p2, freshness
 	$(BIN)/python -m tests.bench.bench_flink
+
+.PHONY: bench-trino
+bench-trino: venv kafka flink-env trino ## The Flink bench's tables through Trino: dashboard and analyst queries, DuckDB beside it
+	$(BIN)/python -m tests.bench.bench_trino
 
 .PHONY: test-cluster
 test-cluster: venv kafka kube flink-env s3 ## The system tier: images built from this clone, the pipeline as real pods on a real cluster (docs/cluster.md)

@@ -34,7 +34,9 @@ from streampulse.errors import MalformedEvent
 from streampulse.ingest.normalizing import normalize
 from streampulse.kafka import ensure_topics, producer_config
 from streampulse.lakehouse.reading import Lakehouse
-from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka, free_port
+from streampulse.local.iceberg_rest import warehouse_uri
+from streampulse.local.kafka_broker import KafkaBroker, ensure_kafka
+from streampulse.local.ports import free_port
 from streampulse.local.status import fetch_flink_progress
 from streampulse.replay.streams import build_stream
 from streampulse.settings import KafkaSettings, PaimonSettings, ReplaySettings, Settings
@@ -60,10 +62,12 @@ def _enriched(event: dict[str, Any], n: int) -> bytes:
     return enriched_record(event, predictions, {TOXICITY: "1", ENTITIES: "1"}, event["time_us"])
 
 
-def build_events(data_dir: Path | None) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
-    """(key, raw value) for EVENTS normalized events, and the enriched records of the posts."""
+def build_events(
+    data_dir: Path | None, events: int = EVENTS
+) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """(key, raw value) for ``events`` normalized events, and the enriched records of the posts."""
     stream = build_stream(
-        ReplaySettings(data_dir=data_dir, stream="synthetic", synthetic_events=EVENTS)
+        ReplaySettings(data_dir=data_dir, stream="synthetic", synthetic_events=events)
     )
     raw: list[tuple[bytes, bytes]] = []
     enriched: list[bytes] = []
@@ -101,6 +105,22 @@ def _send(producer: Producer, topic: str, **message: Any) -> None:
             return
         except BufferError:
             producer.poll(0.1)
+
+
+def load_topics(
+    broker: KafkaBroker, raw: list[tuple[bytes, bytes]], posts: list[bytes]
+) -> KafkaSettings:
+    """The bench's two topics on ``broker`` (2 partitions), holding ``raw`` and ``posts`` and,
+    after them, events that close every window."""
+    kafka = KafkaSettings(
+        bootstrap_servers=broker.bootstrap_servers, partitions=2,
+        raw_topic="bench.raw", enriched_topic="bench.enriched",
+    )  # fmt: skip
+    ensure_topics(kafka, [kafka.raw_topic, kafka.enriched_topic])
+    last_time_us = max(orjson.loads(v)["time_us"] for _k, v in raw[-1000:])
+    _produce(kafka, kafka.raw_topic, raw, _closing_events(last_time_us, kafka.partitions))
+    _produce(kafka, kafka.enriched_topic, [(b"k", v) for v in posts])
+    return kafka
 
 
 def _closing_events(last_time_us: int, partitions: int) -> list[tuple[int, bytes]]:
@@ -158,6 +178,12 @@ def _tasks_running_at(rest_url: str) -> float | None:
     return time.monotonic() if progress is not None and progress.all_tasks_running else None
 
 
+def paimon_settings(work: Path, parallelism: int) -> PaimonSettings:
+    """One run's warehouse, as a ``file:`` URI: the job's as ``streampulse up`` gives it (Paimon
+    writes the Iceberg metadata's paths as given, and Trino needs a scheme)."""
+    return PaimonSettings(warehouse=warehouse_uri(str(work / f"warehouse-p{parallelism}")))
+
+
 def run_throughput(
     settings: Settings,
     kafka: KafkaSettings,
@@ -166,8 +192,8 @@ def run_throughput(
     expected: tuple[int, int],
 ) -> tuple[float, float, FlinkJob, Lakehouse]:
     """Start the job over the backlog: (start-up seconds, seconds until every event is counted)."""
-    warehouse = work / f"warehouse-p{parallelism}"
-    lakehouse = Lakehouse.open(PaimonSettings(warehouse=str(warehouse)), warehouse)
+    paimon = paimon_settings(work, parallelism)
+    lakehouse = Lakehouse.open(paimon, work / "unused")
     rest_port = free_port()
     job = FlinkJob(
         flink_environment(settings.cache_dir),
@@ -176,7 +202,7 @@ def run_throughput(
             "raw_topic": kafka.raw_topic,
             "enriched_topic": kafka.enriched_topic,
             "group_id": f"bench-{uuid.uuid4().hex[:6]}",
-            "warehouse": warehouse,
+            "warehouse": paimon.warehouse,
             "checkpoint_interval_ms": CHECKPOINT_MS,
             "checkpoint_dir": (work / f"checkpoints-p{parallelism}").as_uri(),
             "parallelism": parallelism,
@@ -258,15 +284,8 @@ def main() -> None:
         work = Path(tmp)
         libs = ensure_kafka(settings.cache_dir, settings.local.kafka_version)
         with KafkaBroker(libs=libs, data_dir=work / "kafka", heap_mb=1024) as broker:
-            kafka = KafkaSettings(
-                bootstrap_servers=broker.bootstrap_servers, partitions=2,
-                raw_topic="bench.raw", enriched_topic="bench.enriched",
-            )  # fmt: skip
-            ensure_topics(kafka, [kafka.raw_topic, kafka.enriched_topic])
             t0 = time.monotonic()
-            closing = _closing_events(last_time_us, kafka.partitions)
-            _produce(kafka, kafka.raw_topic, raw, closing)
-            _produce(kafka, kafka.enriched_topic, [(b"k", v) for v in posts])
+            kafka = load_topics(broker, raw, posts)
             print(f"produced {len(raw):,} raw + {len(posts):,} enriched in "
                   f"{time.monotonic() - t0:.1f}s", flush=True)  # fmt: skip
             unique_raw = len({orjson.loads(v)["event_id"] for _k, v in raw})  # duplicates: once

@@ -6,8 +6,9 @@ phases. Phase 1 has events out of order (within the 5 s watermark bound) and a d
 its closed minutes are visible in the tables, phase 2 sends an event whose minute has closed
 (late) and another duplicate, then one event on each topic an hour later, whose watermark
 closes every window before it. Every table is read back with pypaimon + DuckDB (what
-``streampulse sql`` does) and compared exactly; on the local disk a Flink batch query reads them
-too and must agree.
+``streampulse sql`` does) and compared exactly; Trino reads every table through the Iceberg
+metadata Paimon publishes and must agree row for row, and on the local disk a Flink batch query
+reads them too and must agree.
 
 Windows of the trending tables are 2 minutes sliding by 1 and keep the top 1, so ties and top-N
 order are visible in a few rows. The late event is left out of its closed minute and sliding
@@ -19,6 +20,7 @@ before it (anomaly history is 10 minutes, at least 3 of them with data).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -33,15 +35,19 @@ from pydantic import SecretStr
 from streampulse.enrich.records import ENTITIES, TOXICITY, enriched_record
 from streampulse.kafka import ensure_topics, producer_config
 from streampulse.lakehouse.reading import Lakehouse
+from streampulse.local.iceberg_rest import warehouse_uri
 from streampulse.settings import KafkaSettings, PaimonSettings, Settings
+from tests.harness.dashboard_sql import for_duckdb, panel_queries
 from tests.harness.flink import FlinkJob, flink_environment, query, read_tables, wait_until
 from tests.harness.s3 import S3Server
+from tests.harness.trino import TrinoStack
 
 pytestmark = pytest.mark.integration
 
 T0_US = int(datetime(2025, 1, 15, 12, 0, tzinfo=UTC).timestamp() * 1_000_000)
 POST, LIKE, FOLLOW = "app.bsky.feed.post", "app.bsky.feed.like", "app.bsky.graph.follow"
 REPOST = "app.bsky.feed.repost"
+TRINO_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
 
 
 def at(minute: int, second: int) -> int:
@@ -219,6 +225,27 @@ def _rows(rows: list[dict[str, Any]], *columns: str) -> list[tuple[Any, ...]]:
     return sorted(tuple(row[c] for c in columns) for row in rows)
 
 
+def _iso(row: dict[str, Any]) -> dict[str, Any]:
+    """A Trino row, its timestamps (``2025-01-15 12:00:00.000000``) as the readers print them."""
+    return {
+        key: datetime.fromisoformat(value).isoformat()
+        if isinstance(value, str) and TRINO_TIMESTAMP.fullmatch(value)
+        else value
+        for key, value in row.items()
+    }
+
+
+def _rounded(row: dict[str, Any]) -> dict[str, Any]:
+    """Numbers as floats to 9 decimals: two engines may sum in another order, and one engine's
+    sum of integers may be another's double."""
+    return {
+        key: round(float(value), 9)
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else value
+        for key, value in row.items()
+    }
+
+
 def _sorted(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(orjson.dumps(row, option=orjson.OPT_SORT_KEYS).decode() for row in rows)
 
@@ -241,7 +268,8 @@ def _assert_rows(rows: list[dict[str, Any]], expected: list[tuple[Any, ...]]) ->
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PaimonSettings]:
     """Where the warehouse lives: the local disk, or a bucket of a real S3-compatible server."""
     if request.param == "local":
-        yield PaimonSettings(warehouse=str(tmp_path / "warehouse"))
+        # a URI: Paimon writes the Iceberg metadata's paths as given, and Trino needs a scheme
+        yield PaimonSettings(warehouse=warehouse_uri(str(tmp_path / "warehouse")))
         return
     with S3Server(tmp_path / "s3") as s3:
         yield PaimonSettings(
@@ -279,44 +307,34 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
         tmp_path / "job.log",
         {"STREAMPULSE_PAIMON__S3_SECRET_KEY": storage.s3_secret_key.get_secret_value()},
     )
+    panels = panel_queries(datetime(2025, 1, 15, 11), datetime(2025, 1, 15, 14))
     try:
-        job.wait_started()
-        _produce(kafka, kafka.raw_topic, [orjson.dumps(e) for e in RAW_PHASE_1])
-        _produce(kafka, kafka.enriched_topic, ENRICHED_PHASE_1)
-        wait_until(
-            lambda: read_tables(lakehouse, QUERIES[:2]),
-            # minutes 0 and 1 have closed (the watermark is at 12:02:55)
-            lambda r: len(r[0]) == 5 and sum(row["events"] for row in r[1]) == 6,
-            240,
-            "phase 1 visible",
-        )
-        _produce(kafka, kafka.raw_topic, [orjson.dumps(e) for e in RAW_PHASE_2])
-        _produce(kafka, kafka.enriched_topic, ENRICHED_PHASE_2)
-        posts, volume, toxicity, hashtags, entities, late, activity, engagement, anomalies = (
+        job.wait_started()  # the job has created its tables
+        with TrinoStack(settings, storage, tmp_path / "trino") as trino:
+            tables = _run_both_phases(kafka, lakehouse)
+            # Trino reads the Iceberg metadata Paimon writes after each commit: while the job
+            # runs, it catches up with the tables' latest snapshot and then agrees row for row
             wait_until(
-                lambda: read_tables(lakehouse, QUERIES),
-                lambda r: (
-                    len(r[0]) == 8
-                    and len(r[5]) == 2
-                    and sum(x["events"] for x in r[1]) == 15
-                    and len(r[2]) == 4
-                    and len(r[3]) == 5
-                    and len(r[4]) == 2
-                    and sum(x["posts"] + x["replies"] for x in r[6]) == 9
-                    and sum(x["likes"] + x["reposts"] + x["replies"] for x in r[7]) == 4
-                    and len(r[8]) == 1
-                ),
-                240,
-                "phase 2 visible",
+                lambda: (_on_trino(trino), [_sorted(r) for r in read_tables(lakehouse, QUERIES)]),
+                lambda both: both[0] == both[1],
+                60,
+                "Trino agreeing with the tables under the running job",
             )
-        )
+            job.stop()
+            read = [_sorted(r) for r in read_tables(lakehouse, QUERIES)]
+            if not storage.warehouse.startswith("s3://"):  # the engine that wrote them agrees
+                flink_rows = query(env, storage.warehouse, QUERIES)
+                assert [_sorted(r) for r in flink_rows] == read
+            assert _on_trino(trino) == read
+            # the content dashboard's panels, on Trino and on DuckDB (streampulse sql)
+            for title, sql in panels.items():
+                on_trino = _sorted([_rounded(_iso(row)) for row in trino.rows(sql)])
+                (on_duckdb,) = read_tables(lakehouse, [for_duckdb(sql)])
+                assert on_trino, f"{title}: no rows"
+                assert on_trino == _sorted([_rounded(row) for row in on_duckdb]), title
     finally:
         job.stop()
-    if not storage.warehouse.startswith("s3://"):  # the engine that wrote the tables agrees
-        flink_rows = query(env, storage.warehouse, QUERIES)
-        assert [_sorted(r) for r in flink_rows] == [
-            _sorted(r) for r in read_tables(lakehouse, QUERIES)
-        ]
+    posts, volume, toxicity, hashtags, entities, late, activity, engagement, anomalies = tables
 
     assert _rows(posts, "event_id", "is_late", "dt") == sorted(
         (e["event_id"], e is R10, "2025-01-15") for e in [R1, R2, R4, R5, R9, R10, R12, CLOSE_POST]
@@ -338,3 +356,39 @@ def test_exact_aggregates_with_disorder_lateness_and_duplicates(
     _assert_rows(activity, [(HOUR, *row) for row in ACTIVITY])
     _assert_rows(engagement, ENGAGEMENT)
     _assert_rows(anomalies, ANOMALIES)
+
+
+def _on_trino(trino: TrinoStack) -> list[list[str]]:
+    return [_sorted([_iso(row) for row in trino.rows(sql)]) for sql in QUERIES]
+
+
+def _run_both_phases(kafka: KafkaSettings, lakehouse: Lakehouse) -> list[list[dict[str, Any]]]:
+    """Phase 1, then phase 2, each waited for in the tables; the tables' rows at the end."""
+    _produce(kafka, kafka.raw_topic, [orjson.dumps(e) for e in RAW_PHASE_1])
+    _produce(kafka, kafka.enriched_topic, ENRICHED_PHASE_1)
+    wait_until(
+        lambda: read_tables(lakehouse, QUERIES[:2]),
+        # minutes 0 and 1 have closed (the watermark is at 12:02:55)
+        lambda r: len(r[0]) == 5 and sum(row["events"] for row in r[1]) == 6,
+        240,
+        "phase 1 visible",
+    )
+    _produce(kafka, kafka.raw_topic, [orjson.dumps(e) for e in RAW_PHASE_2])
+    _produce(kafka, kafka.enriched_topic, ENRICHED_PHASE_2)
+    tables: list[list[dict[str, Any]]] = wait_until(
+        lambda: read_tables(lakehouse, QUERIES),
+        lambda r: (
+            len(r[0]) == 8
+            and len(r[5]) == 2
+            and sum(x["events"] for x in r[1]) == 15
+            and len(r[2]) == 4
+            and len(r[3]) == 5
+            and len(r[4]) == 2
+            and sum(x["posts"] + x["replies"] for x in r[6]) == 9
+            and sum(x["likes"] + x["reposts"] + x["replies"] for x in r[7]) == 4
+            and len(r[8]) == 1
+        ),
+        240,
+        "phase 2 visible",
+    )
+    return tables

@@ -29,7 +29,8 @@ from streampulse.serving.sessions import OnnxModel
 from streampulse.settings import ServingSettings
 from streampulse_operator.manifests.common import RUNTIME_UID
 from streampulse_operator.manifests.flink import FLINK_UID
-from streampulse_operator.spec import Flink, Image
+from streampulse_operator.manifests.trino import TRINO_UID
+from streampulse_operator.spec import Flink, Image, Trino
 from tests.harness.cluster.common import default_cache_dir
 from tests.harness.cluster.engine import Engine, ensure_engine
 from tests.harness.images import IMAGES, ImageResult, Stager, build_images
@@ -43,6 +44,8 @@ pytestmark = [pytest.mark.system, pytest.mark.timeout(3600)]
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED_UID = {"operator": RUNTIME_UID, "workers": RUNTIME_UID, "models": RUNTIME_UID}
 EXPECTED_UID["flink"] = FLINK_UID
+EXPECTED_UID["trino"] = TRINO_UID
+USER_NAME = {"flink": "flink", "trino": "trino"}  # the others: streampulse
 TEXTS = [
     "I love this, what a wonderful day in Paris!",
     "You are a terrible, stupid person.",
@@ -79,6 +82,7 @@ def test_images_are_tagged_as_the_chart_and_the_spec_expect(
     assert tag(built, "workers") == Image().reference
     assert tag(built, "models") == Image().models_reference
     assert tag(built, "flink") == Flink().image
+    assert tag(built, "trino") == Trino().image
     assert set(built) == set(IMAGES)
     for result in built.values():
         assert result.size_bytes > 0
@@ -112,7 +116,7 @@ def test_image_runs_as_the_uid_the_manifests_expect(
     assert own.returncode == 0, own.stderr
     uid, user = own.stdout.split()
     assert int(uid) == EXPECTED_UID[name]
-    assert user == ("flink" if name == "flink" else "streampulse")
+    assert user == USER_NAME.get(name, "streampulse")
 
 
 # -- operator ---------------------------------------------------------------------------------

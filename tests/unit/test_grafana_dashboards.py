@@ -6,7 +6,7 @@ concern, well formed, and every query names something that exists.
   operator configures (tests/unit/external_metrics.py). Counters and histogram series are read
   through rate(), irate() or increase(); histogram buckets through histogram_quantile().
 - SQL (the content dashboard's Trino panels): every table is one the Flink job writes, in
-  ``paimon.streampulse``, and every ``$__timeFilter`` column is a column of it. These panels are
+  ``lakehouse.streampulse``, and every ``$__timeFilter`` column is a column of it. These panels are
   outside the PromQL check: their truth is the Flink job's table definitions.
 """
 
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "charts" / "streampulse-operator" / "dashboards"
 WORKERS = REPO / "workers"
 CONCERNS = ("content-intelligence", "ingestion", "ml", "kafka", "flink", "storage")
-CATALOG_SCHEMA = "paimon.streampulse"
+CATALOG_SCHEMA = "lakehouse.streampulse"
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 RATE_FUNCTIONS = {"rate", "irate", "increase"}
 
@@ -260,12 +260,12 @@ def test_a_wrong_query_is_reported(expr: str, problem: str) -> None:
 
 def test_a_wrong_table_or_column_is_reported() -> None:
     tables = {name: definition[0] for name, definition in flink_tables().items()}
-    query = "SELECT * FROM paimon.streampulse.trending_tags WHERE $__timeFilter(window_start)"
+    query = "SELECT * FROM lakehouse.streampulse.trending_tags WHERE $__timeFilter(window_start)"
     assert sql_problems(query, tables) == [
-        "paimon.streampulse.trending_tags is not a table of paimon.streampulse",
+        "lakehouse.streampulse.trending_tags is not a table of lakehouse.streampulse",
         "$__timeFilter(window_start): no such column",
     ]
-    query = "SELECT * FROM paimon.streampulse.anomalies WHERE $__timeFilter(posted_at)"
+    query = "SELECT * FROM lakehouse.streampulse.anomalies WHERE $__timeFilter(posted_at)"
     assert sql_problems(query, tables) == ["$__timeFilter(posted_at): no such column"]
 
 

@@ -4,6 +4,7 @@
   from the Gateway's namespace (its data plane), and their metrics port from Prometheus.
 - The managed MinIO accepts its S3 port from this pipeline's pods only (the Flink job, Trino,
   the bucket Job) and from Prometheus (its metrics are on the same port).
+- The Iceberg REST catalog accepts its port from the Trino coordinator and workers only.
 - Kafka: Strimzi renders the broker's policies from each listener's ``networkPolicyPeers``
   (``manifests/kafka.py``): this pipeline's pods, and Strimzi's own components.
 
@@ -18,6 +19,7 @@ from streampulse_operator.manifests import common as c
 from streampulse_operator.manifests.lakehouse import API_PORT
 from streampulse_operator.manifests.lakehouse import COMPONENT as MINIO
 from streampulse_operator.manifests.models import model_component
+from streampulse_operator.manifests.trino import CATALOG_COMPONENT, REST_PORT
 from streampulse_operator.spec import Owner, StreamPulseSpec
 
 COMPONENT = "network"
@@ -85,6 +87,25 @@ def _minio(owner: Owner, spec: StreamPulseSpec) -> c.Manifest:
     return _policy(owner, c.child_name(owner, MINIO), pods, ingress)
 
 
+def _trino_catalog(owner: Owner) -> c.Manifest:
+    """The Iceberg REST catalog answers Trino's pods only."""
+    trino = {
+        "podSelector": {
+            "matchLabels": {c.INSTANCE_LABEL: owner.name},
+            "matchExpressions": [
+                {
+                    "key": c.COMPONENT_LABEL,
+                    "operator": "In",
+                    "values": ["trino-coordinator", "trino-worker"],
+                }
+            ],
+        }
+    }
+    ingress = [{"from": [trino], "ports": [{"protocol": "TCP", "port": REST_PORT}]}]
+    pods = {"matchLabels": c.selector_labels(owner, CATALOG_COMPONENT)}
+    return _policy(owner, c.child_name(owner, CATALOG_COMPONENT), pods, ingress)
+
+
 def render_network(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
     if not spec.networkPolicies.enabled:
         return []
@@ -93,4 +114,6 @@ def render_network(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
         out.append(_models(owner, spec))
     if spec.lakehouse.mode == "Managed":
         out.append(_minio(owner, spec))
+    if spec.trino.enabled:
+        out.append(_trino_catalog(owner))
     return out

@@ -1,13 +1,19 @@
-"""Trino over the Paimon tables: a coordinator and workers sharing one ConfigMap. The S3
-credentials reach the catalog through environment variables (``${ENV:...}``), never the
-ConfigMap.
+"""Trino over the lakehouse: a coordinator and workers sharing one ConfigMap, and the Iceberg REST
+catalog they read the tables through.
 
-Trino ships no Paimon connector: the image (``operator/Dockerfile.trino``) is Trino 440 with
-Apache Paimon's Trino plugin, the one Trino version that plugin supports. The plugin reads the
-warehouse through Trino's own file systems, so the catalog takes Trino 440's native S3 properties
-(``s3.endpoint``, ``s3.aws-access-key``, ...), not Paimon's ``s3.access-key`` family. HDFS support
-is off (``fs.hadoop.enabled=false``): Trino 440 enables it by default and then refuses a plugin
-that bundles the HDFS classes, as Paimon's does."""
+The Flink job's Paimon tables publish Iceberg metadata beside the warehouse
+(``<warehouse>/iceberg``, the layout of an Iceberg Hadoop catalog). Trino's own Iceberg connector
+reads it through an Iceberg REST catalog: the project's read-only catalog server
+(``streampulse.rest.TableCatalogServer``, shipped in the Trino image), which offers table reads and
+nothing else. The catalog is ``lakehouse``, the same name and the same properties as a local
+``streampulse local trino`` (docs/local.md, "SQL with Trino"); only the addresses and the way the
+keys arrive differ. The S3 credentials reach both through environment variables
+(``${ENV:...}`` in the catalog file for Trino), never through the ConfigMap.
+
+The image (``operator/Dockerfile.trino``) is Trino 476 from Maven Central on Java 25 with the REST
+catalog's jars; ``run-trino`` starts Trino's server from ``/etc/trino`` without Trino's Python
+launcher.
+"""
 
 from __future__ import annotations
 
@@ -17,19 +23,62 @@ from typing import Any
 
 from streampulse_operator.manifests import common as c
 from streampulse_operator.manifests.lakehouse import s3_credential_env, s3_endpoint
-from streampulse_operator.spec import Owner, StreamPulseSpec
+from streampulse_operator.spec import Owner, Resources, StreamPulseSpec
 
 COMPONENT = "trino"
+CATALOG_COMPONENT = "trino-catalog"
+CATALOG = "lakehouse"  # the SQL catalog name: SELECT ... FROM lakehouse.streampulse.<table>
 HTTP_PORT = 8080
-TRINO_UID = 1000  # the trino user of the official image
+REST_PORT = 8181
+TRINO_UID = 1000  # the trino user of the image, as in Trino's official image
+S3_REGION = "us-east-1"
+REST_SERVER_CLASS = "streampulse.rest.TableCatalogServer"
+REST_CLASSPATH = "/usr/lib/iceberg-rest/classes:/usr/lib/iceberg-rest/libs/*"
 JVM_OPTIONS = (
     "-server",
     "-XX:MaxRAMPercentage=75",
+    "-XX:+UseG1GC",
     "-XX:+ExitOnOutOfMemoryError",
-    # what Paimon's Trino documentation asks for on Java 21 (the JDK of the Trino 440 image)
-    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
-    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+    "-XX:-OmitStackTraceInFastThrow",
+    "-XX:ReservedCodeCacheSize=256M",
+    "-Djdk.attach.allowAttachSelf=true",
+    "-XX:+EnableDynamicAgentLoading",
+    "-Dfile.encoding=UTF-8",
+    f"-Djava.io.tmpdir={c.SCRATCH_DIR}",
 )
+
+
+def lakehouse_catalog(owner: Owner, spec: StreamPulseSpec) -> dict[str, str]:
+    """The ``lakehouse`` catalog's properties: Trino's Iceberg connector on the REST catalog,
+    read-only, over S3 with the keys from the environment."""
+    properties = {
+        "connector.name": "iceberg",
+        "iceberg.catalog.type": "rest",
+        "iceberg.rest-catalog.uri": rest_catalog_url(owner),
+        # Paimon owns the tables: Trino may read them, never write.
+        "iceberg.security": "read_only",
+        "fs.native-s3.enabled": "true",
+        "s3.region": S3_REGION,
+        "s3.path-style-access": "true",
+        "s3.aws-access-key": "${ENV:S3_ACCESS_KEY}",
+        "s3.aws-secret-key": "${ENV:S3_SECRET_KEY}",
+    }
+    if endpoint := s3_endpoint(owner, spec):  # none: AWS S3 itself
+        properties["s3.endpoint"] = endpoint
+    return properties
+
+
+def rest_catalog_url(owner: Owner) -> str:
+    return f"http://{c.child_name(owner, CATALOG_COMPONENT)}.{owner.namespace}.svc:{REST_PORT}"
+
+
+def iceberg_warehouse(spec: StreamPulseSpec) -> str:
+    """Where Paimon publishes the Iceberg metadata of the Flink job's warehouse."""
+    return f"s3://{spec.lakehouse.bucket}/warehouse/iceberg"
+
+
+def _properties(values: dict[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in values.items())
 
 
 def _config(owner: Owner, spec: StreamPulseSpec, coordinator_url: str) -> dict[str, str]:
@@ -42,17 +91,7 @@ def _config(owner: Owner, spec: StreamPulseSpec, coordinator_url: str) -> dict[s
         "worker.properties": f"coordinator=false\n{common}",
         "node.properties": "node.environment=streampulse\nnode.data-dir=/data/trino\n",
         "jvm.config": "".join(f"{option}\n" for option in JVM_OPTIONS),
-        "paimon.properties": (
-            "connector.name=paimon\n"
-            f"warehouse=s3://{spec.lakehouse.bucket}/warehouse\n"
-            "fs.hadoop.enabled=false\n"
-            "fs.native-s3.enabled=true\n"
-            f"s3.endpoint={s3_endpoint(owner, spec)}\n"
-            "s3.path-style-access=true\n"
-            "s3.region=us-east-1\n"
-            "s3.aws-access-key=${ENV:S3_ACCESS_KEY}\n"
-            "s3.aws-secret-key=${ENV:S3_SECRET_KEY}\n"
-        ),
+        f"{CATALOG}.properties": _properties(lakehouse_catalog(owner, spec)),
     }
 
 
@@ -65,17 +104,10 @@ def render_trino(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     config_map = c.obj("v1", "ConfigMap", c.metadata(owner, coordinator, COMPONENT), data=data)
     out = [
+        *_rest_catalog(owner, spec),
         config_map,
         _deployment(owner, spec, "coordinator", replicas=1, config=coordinator, digest=digest),
-        c.obj(
-            "v1",
-            "Service",
-            c.metadata(owner, coordinator, COMPONENT),
-            spec={
-                "selector": c.selector_labels(owner, "trino-coordinator"),
-                "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http"}],
-            },
-        ),
+        _service(owner, coordinator, COMPONENT, "trino-coordinator", HTTP_PORT),
     ]
     if spec.trino.workers > 0:
         out.append(
@@ -91,6 +123,61 @@ def render_trino(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
     return out
 
 
+def _service(owner: Owner, name: str, component: str, pods: str, port: int) -> c.Manifest:
+    return c.obj(
+        "v1",
+        "Service",
+        c.metadata(owner, name, component),
+        spec={
+            "selector": c.selector_labels(owner, pods),
+            "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+        },
+    )
+
+
+def rest_catalog_command(owner: Owner, spec: StreamPulseSpec) -> list[str]:
+    """The REST catalog's command line: the warehouse's Iceberg metadata on S3, every interface."""
+    command = [
+        "java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+        "-cp", REST_CLASSPATH, REST_SERVER_CLASS,
+        "--warehouse", iceberg_warehouse(spec),
+        "--bind", "0.0.0.0",  # noqa: S104 - reached by the Trino pods through its Service
+        "--port", str(REST_PORT),
+        "--s3-region", S3_REGION,
+    ]  # fmt: skip
+    if endpoint := s3_endpoint(owner, spec):
+        command += ["--s3-endpoint", endpoint]
+    return command
+
+
+def _rest_catalog(owner: Owner, spec: StreamPulseSpec) -> list[c.Manifest]:
+    name = c.child_name(owner, CATALOG_COMPONENT)
+    container = c.container(
+        "catalog",
+        spec.trino.image,
+        # its own size: the catalog serves metadata only, whatever Trino is given
+        resources_=c.resources(Resources(), requests=("100m", "384Mi"), limits=("1", "512Mi")),
+        command=rest_catalog_command(owner, spec),
+        env=s3_credential_env(owner, spec, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+        ports=[{"name": "http", "containerPort": REST_PORT}],
+        readinessProbe=c.http_probe("/v1/config", "http"),
+    )
+    deployment = c.obj(
+        "apps/v1",
+        "Deployment",
+        c.metadata(owner, name, CATALOG_COMPONENT),
+        spec={
+            "replicas": 0 if spec.suspend else 1,
+            "selector": {"matchLabels": c.selector_labels(owner, CATALOG_COMPONENT)},
+            "template": {
+                "metadata": {"labels": c.labels(owner, CATALOG_COMPONENT)},
+                "spec": c.pod_spec([container], uid=TRINO_UID),
+            },
+        },
+    )
+    return [deployment, _service(owner, name, CATALOG_COMPONENT, CATALOG_COMPONENT, REST_PORT)]
+
+
 def _deployment(
     owner: Owner, spec: StreamPulseSpec, role: str, *, replicas: int, config: str, digest: str
 ) -> c.Manifest:
@@ -99,7 +186,7 @@ def _deployment(
         {"key": f"{role}.properties", "path": "config.properties"},
         {"key": "node.properties", "path": "node.properties"},
         {"key": "jvm.config", "path": "jvm.config"},
-        {"key": "paimon.properties", "path": "catalog/paimon.properties"},
+        {"key": f"{CATALOG}.properties", "path": f"catalog/{CATALOG}.properties"},
     ]
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config, "items": items}},

@@ -214,6 +214,20 @@ BASES: dict[str, BaseRecipe] = {
             upstream=("eclipse-temurin:17-jre", "eclipse-temurin:17", "openjdk:17-slim"),
         ),
         BaseRecipe(
+            name="java25",
+            tag="streampulse-base/java:25",
+            # Debian 13: OpenJDK 25, the Java Trino 476 needs (Debian 12 has 17 only)
+            suite="trixie",
+            include=("ca-certificates", "netbase", "openjdk-25-jre-headless"),
+            changes=(
+                f"ENV {PATH_ENV}",
+                "ENV LANG=C.UTF-8",
+                "ENV JAVA_HOME=/usr/lib/jvm/java-25-openjdk-amd64",
+                'CMD ["bash"]',
+            ),
+            upstream=("eclipse-temurin:25-jre", "eclipse-temurin:25"),
+        ),
+        BaseRecipe(
             name="net",
             tag="streampulse-base/net:12",
             include=("ca-certificates", "iptables", "ipset", "conntrack", "iproute2", "kmod"),

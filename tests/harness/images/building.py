@@ -25,6 +25,7 @@ from tests.harness.images.flinkbase import ensure_flink_base
 from tests.harness.images.recipes import IMAGES, ImageRecipe
 from tests.harness.images.running import python_version_of
 from tests.harness.images.staging import DICTIONARY_NAME, MODEL_NAMES, Stager, dockerfile_arg
+from tests.harness.images.trino_stage import stage_trino
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -63,6 +64,9 @@ def _base_args(
     recipe: ImageRecipe, stager: Stager, engine: Engine, cache_dir: Path | None, say: Progress
 ) -> tuple[dict[str, str], str]:
     """The local bases as build arguments, and the image the wheels install into."""
+    if recipe.name == "trino":  # Java 25 only: no Python, no wheels
+        java = ensure_base(engine, BASES["java25"], cache_dir, say)
+        return {"JAVA_IMAGE": java}, java
     python = ensure_base(engine, BASES["python"], cache_dir, say)
     args = {"PYTHON_IMAGE": python}
     if recipe.name != "flink":
@@ -87,10 +91,12 @@ def _inputs(
     args: dict[str, str] = {}
     if bases == "local":
         base_args, installs_into = _base_args(recipe, stager, engine, cache_dir, say)
-        args = {**base_args, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELS_IN_IMAGE}
-        # the wheels are resolved for the Python of the image that installs them
-        python_version = python_version_of(engine, installs_into)
-        staged["stage-wheels"] = stager.wheelhouse(recipe.wheelhouse, python_version)
+        args = base_args
+        if recipe.wheelhouse:
+            args |= {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELS_IN_IMAGE}
+            # the wheels are resolved for the Python of the image that installs them
+            python_version = python_version_of(engine, installs_into)
+            staged["stage-wheels"] = stager.wheelhouse(recipe.wheelhouse, python_version)
     if recipe.name == "workers":
         staged[f"stage-jetstream/{DICTIONARY_NAME}"] = stager.dictionary()
     elif recipe.name == "models":
@@ -104,6 +110,8 @@ def _inputs(
                 f"flink/Dockerfile builds Flink {pinned}, flink/environment.py pins {version}"
             )
         staged["stage-flink-jars"] = stager.flink_jars()
+    elif recipe.name == "trino":
+        staged |= stage_trino(stager.repo / recipe.dockerfile, cache_dir, say)
     return staged, args
 
 

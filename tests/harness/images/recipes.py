@@ -1,7 +1,5 @@
 """The project's images: Dockerfile, the tag the chart and the StreamPulse spec default to, the
 uid the operator's manifests run it as, and which wheelhouse it installs from.
-
-``operator/Dockerfile.trino`` is not here: the Trino image is built with the Trino work.
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ class ImageRecipe:
     uid: int
     """The user the image runs as, as the operator's manifests expect it."""
     wheelhouse: str
-    """The staged wheelhouse (``staging.WHEELHOUSES``) copied in as ``stage-wheels/``."""
+    """The staged wheelhouse (``staging.WHEELHOUSES``) copied in as ``stage-wheels/``; empty
+    for an image that installs no Python packages."""
     summary: str
 
 
@@ -60,6 +59,14 @@ IMAGES: dict[str, ImageRecipe] = {
             uid=9999,
             wheelhouse="flink",
             summary="Flink 2.1 with PyFlink, the connectors and the job package streampulse_flink",
+        ),
+        ImageRecipe(
+            name="trino",
+            dockerfile="operator/Dockerfile.trino",
+            tag=f"{REGISTRY}/streampulse-trino:{TAG}",
+            uid=1000,
+            wheelhouse="",
+            summary="Trino 476 (Maven Central) on Java 25 and the Iceberg REST catalog",
         ),
     )
 }

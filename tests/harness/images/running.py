@@ -10,7 +10,6 @@ their own with loopback only (``--network none``). Nothing listens beyond this m
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.error
@@ -54,13 +53,6 @@ def python_version_of(engine: Engine, image: str) -> str:
     return proc.stdout.strip()
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def restricted_argv(
     image: str,
     args: Sequence[str] = (),
@@ -70,12 +62,16 @@ def restricted_argv(
     env: Mapping[str, str] | None = None,
     mounts: Mapping[Path, str] | None = None,
     entrypoint: str | None = None,
+    scratch: Sequence[str] = (),
 ) -> list[str]:
     """``docker run`` options and arguments of a pod-like container (without ``run`` itself).
 
-    ``user`` None keeps the image's own user (to check what it is); ``mounts`` are read-only.
+    ``user`` None keeps the image's own user (to check what it is); ``mounts`` are read-only;
+    ``scratch`` directories are writable and empty, as the emptyDirs the manifests mount there.
     """
     argv = [*POD_FLAGS, "--network", network]
+    for path in scratch:
+        argv += ["--tmpfs", f"{path}:rw,exec,mode=1777"]
     if network == "none":  # a pod's /etc/hosts names its own hostname (the JVM resolves it)
         argv += ["--hostname", SMOKE_HOST, "--add-host", f"{SMOKE_HOST}:127.0.0.1"]
     if user is not None:
@@ -140,12 +136,12 @@ def serving(
     env: Mapping[str, str] | None = None,
     mounts: Mapping[Path, str] | None = None,
     entrypoint: str | None = None,
+    scratch: Sequence[str] = (),
 ) -> Iterator[Running]:
     """A pod-like server container on the host's network, removed afterwards."""
     name = f"streampulse-smoke-{uuid.uuid4().hex[:8]}"
-    argv = restricted_argv(
-        image, args, user=user, env=env, mounts=mounts, entrypoint=entrypoint, network="host"
-    )
+    argv = restricted_argv(image, args, user=user, env=env, mounts=mounts,
+                           entrypoint=entrypoint, network="host", scratch=scratch)  # fmt: skip
     engine.docker("run", "--detach", "--name", name, *argv)
     try:
         yield Running(engine, name)
