@@ -147,7 +147,8 @@ bench-trino: venv kafka flink-env trino ## The Flink bench's tables through Trin
 	$(BIN)/python -m tests.bench.bench_trino
 
 .PHONY: test-cluster
-test-cluster: venv kafka kube flink-env s3 ## The system tier: images built from this clone, the pipeline as real pods on a real cluster (docs/cluster.md)
+test-cluster: venv kafka kube flink-env s3 trino ## The system tier: images built from this clone, the pipeline as real pods on a real cluster, each image's smoke test (docs/cluster.md)
 	@rm -f $${STREAMPULSE_TEST_ARTIFACTS_DIR:-test-artifacts}/cluster.json
-	@status=0; $(PYTEST) tests/system/test_pipeline.py -m system -v -s -p no:cacheprovider || status=$$?; \
+	@status=0; $(PYTEST) tests/system/test_pipeline.py tests/system/test_images.py \
+		tests/system/test_trino_image.py -m system -v -s -p no:cacheprovider || status=$$?; \
 		$(BIN)/python -m tests.harness.pipeline.report; exit $$status

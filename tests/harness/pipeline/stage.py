@@ -139,10 +139,15 @@ def _cluster_in_thread(say: Progress) -> tuple[threading.Thread, dict[str, Any]]
     return thread, box
 
 
+# the images this pipeline runs: its StreamPulse turns Trino off (the Trino image has its own
+# system test, tests/system/test_trino_image.py, which make test-cluster runs after this one)
+PIPELINE_IMAGES = ("operator", "workers", "models", "flink")
+
+
 def _images(cache: Path, say: Progress) -> tuple[dict[str, ImageResult], TestImages]:
     upstream = target.upstream()
     with say.step("project images from this clone (tests.harness.images.build_images)"):
-        built = build_images(cache, say=Progress(prefix="images"),
+        built = build_images(cache, PIPELINE_IMAGES, say=Progress(prefix="images"),
                              bases="registry" if upstream else "local")  # fmt: skip
     engine = ensure_engine(cache)
     tests_images = build_test_images(engine, built["workers"].tag, cache, say,
