@@ -343,7 +343,7 @@ def test_flink_image_has_pyflink_the_job_and_the_connectors(
     assert found["pyflink"] == version
     assert found["python"] == "/opt/venv/bin/python"
     assert found["job"].startswith("/opt/venv/lib/python3.11/site-packages/streampulse_flink/")
-    assert found["driver"] == f"/opt/flink/opt/flink-python-{version}.jar"
+    assert found["driver"] == "/opt/flink/opt/flink-python.jar"  # renamed (jarURI: no version)
     assert len(found["s3"]) == 1
     assert found["s3"][0].startswith("flink-s3-fs-hadoop-")
     staged_jars = sorted(p.name for p in stager.flink_jars().glob("*.jar"))

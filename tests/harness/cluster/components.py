@@ -123,6 +123,8 @@ class GoBuild:
     main_go: str = ""
     """*wrapper* mode with a generated main package (the single command is ``.``)."""
     replaces: Mapping[str, str] = field(default_factory=dict)
+    c_libraries: Mapping[str, str] = field(default_factory=dict)
+    """pkg-config name -> the Debian package that provides it (cgo builds link against them)."""
 
     def stamp(self, go_version: str) -> str:
         return json.dumps(
@@ -258,6 +260,7 @@ def go_builds(go: str, env: Mapping[str, str]) -> list[GoBuild]:
             commands={"runc": "."},
             tags=("seccomp", "urfave_cli_no_docs"),
             cgo=True,
+            c_libraries={"libseccomp": "libseccomp-dev"},
             ldflags=("-s", "-w", "-X main.gitCommit=release"),
         ),
         GoBuild(
@@ -374,6 +377,7 @@ def _ensure_go(
         env["CGO_ENABLED"] = "1"
     log = target / "build.log"
     log.write_text("")
+    _ensure_c_libraries(build, log, say)
     with say.step(f"go build {build.name} {build.version} ({', '.join(build.commands)})"):
         src = target / "src"
         if src.exists():
@@ -457,6 +461,30 @@ def _make_writable(root: Path) -> None:
             if not path.is_symlink():
                 path.chmod(path.stat().st_mode | stat.S_IWUSR)
     root.chmod(root.stat().st_mode | stat.S_IWUSR)
+
+
+def _ensure_c_libraries(build: GoBuild, log: Path, say: Progress) -> None:
+    """The C libraries a cgo build links against (and pkg-config), from Debian when missing."""
+    if not build.c_libraries:
+        return
+    pkg_config = shutil.which("pkg-config")
+    missing = [
+        package
+        for library, package in build.c_libraries.items()
+        if pkg_config is None
+        or run_capture([pkg_config, "--exists", library], check=False).returncode != 0
+    ]
+    if not missing:
+        return
+    packages = (*missing, "pkg-config")
+    if shutil.which("apt-get") is None:
+        raise ClusterError(f"{build.name} needs {', '.join(packages)}: install them")
+    run_step(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+        log=log,
+        say=say,
+        label=f"{build.name}: apt-get install {' '.join(packages)}",
+    )
 
 
 def _ensure_pause(home: Path, say: Progress) -> Path:
