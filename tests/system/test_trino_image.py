@@ -6,7 +6,6 @@ capabilities, on this machine's loopback."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from tests.harness.cluster.common import default_cache_dir
 from tests.harness.cluster.engine import Engine, ensure_engine
 from tests.harness.images import build_images
 from tests.harness.images.running import Running, http, serving, wait_for_http
+from tests.harness.kube.process import StartupError, wait_until
 from tests.unit.operator_unit.cases import CASES, OWNER, defaulted
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(3600)]
@@ -90,17 +90,20 @@ def _etc(root: Path, rest_port: int, http_port: int) -> Path:
 
 
 def _answering(client: TrinoClient, container: Running, timeout_s: float) -> list[list[object]]:
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < deadline:
+    """The nation count once Trino answers (connection refused or not yet active: retried)."""
+
+    def alive() -> None:
         if not container.running():
             pytest.fail(f"Trino exited:\n{container.logs()}")
-        try:
-            return client.query("SELECT count(*) FROM tpch.tiny.nation").rows
-        except Exception as exc:  # starting: connection refused, or the server not yet active
-            last = str(exc)
-        time.sleep(1)
-    pytest.fail(f"Trino did not answer within {timeout_s:.0f}s ({last}):\n{container.logs()}")
+
+    try:
+        rows: list[list[object]] = wait_until(
+            lambda: client.query("SELECT count(*) FROM tpch.tiny.nation").rows,
+            timeout=timeout_s, what="Trino answering", interval=1.0, alive=alive,
+        )  # fmt: skip
+    except StartupError as exc:
+        pytest.fail(f"{exc}:\n{container.logs()}")
+    return rows
 
 
 def test_trino_reads_the_lakehouse_through_the_rest_catalog_as_the_operator_runs_them(

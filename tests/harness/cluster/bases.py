@@ -24,6 +24,7 @@ from pathlib import Path
 from tests.harness.cluster.common import (
     ClusterError,
     Progress,
+    apt_install,
     cache_root,
     locked,
     recipe_hash,
@@ -309,7 +310,7 @@ def ensure_base(
 def _bootstrap(recipe: BaseRecipe, home: Path, root_cache: Path, say: Progress) -> None:
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
     if not Path(debootstrap).is_file():
-        _apt_install(("debootstrap",), home / "build.log", say)
+        apt_install(("debootstrap",), home / "build.log", say)
     rootfs = home / "rootfs"
     if rootfs.exists():
         shutil.rmtree(rootfs)
@@ -334,15 +335,6 @@ def _bootstrap(recipe: BaseRecipe, home: Path, root_cache: Path, say: Progress) 
     )
     partial.replace(home / "rootfs.tar")
     shutil.rmtree(rootfs)
-
-
-def _apt_install(packages: tuple[str, ...], log: Path, say: Progress) -> None:
-    run_step(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-        log=log,
-        say=say,
-        label=f"apt-get install {' '.join(packages)}",
-    )
 
 
 def ensure_bases(

@@ -219,3 +219,13 @@ def run_capture(
             f"{proc.stderr[-4000:]}"
         )
     return proc
+
+
+def apt_install(packages: tuple[str, ...], log: Path, say: Progress) -> None:
+    """Debian packages the host lacks, without recommends (the build steps run as root)."""
+    run_step(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+        log=log,
+        say=say,
+        label=f"apt-get install {' '.join(packages)}",
+    )

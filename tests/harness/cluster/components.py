@@ -28,6 +28,7 @@ from tests.harness.cluster import versions as v
 from tests.harness.cluster.common import (
     ClusterError,
     Progress,
+    apt_install,
     cache_root,
     locked,
     recipe_hash,
@@ -479,12 +480,7 @@ def _ensure_c_libraries(build: GoBuild, log: Path, say: Progress) -> None:
     packages = (*missing, "pkg-config")
     if shutil.which("apt-get") is None:
         raise ClusterError(f"{build.name} needs {', '.join(packages)}: install them")
-    run_step(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-        log=log,
-        say=say,
-        label=f"{build.name}: apt-get install {' '.join(packages)}",
-    )
+    apt_install(packages, log, say)
 
 
 def _ensure_pause(home: Path, say: Progress) -> Path:
