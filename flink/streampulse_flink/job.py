@@ -19,6 +19,7 @@ from pyflink.table import EnvironmentSettings, TableEnvironment
 
 from streampulse_flink.options import JobOptions
 from streampulse_flink.statements import inserts, setup
+from streampulse_flink.tables import CATALOG, TABLES
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +152,55 @@ def table_environment(opts: JobOptions, jars: str, *, streaming: bool = True) ->
     return env
 
 
+def publish_new_tables(env: TableEnvironment, database: str) -> list[str]:
+    """An empty first snapshot for every table that has none; the names of those tables.
+
+    Paimon writes a table's Iceberg metadata at a commit, and a streaming job commits a table
+    only once rows reach it: until then Trino would not know the table (a day without
+    anomalies, a stream without late events), and a query of it would fail instead of
+    returning no rows. One empty batch commit, before the job starts, publishes the table.
+    """
+    gateway = get_gateway()
+    java = gateway.jvm.java
+    # the Java catalog behind the Flink catalog: Paimon's own API
+    paimon = env.get_catalog(CATALOG)._j_catalog.catalog()
+    keep_empty = java.util.HashMap()
+    keep_empty.put("snapshot.ignore-empty-commit", "false")
+    published = []
+    for name in TABLES:
+        table = paimon.getTable(
+            gateway.jvm.org.apache.paimon.catalog.Identifier.create(database, name)
+        )
+        if table.latestSnapshot().isPresent():
+            continue
+        # Paimon's Table interface by reflection: Py4J cannot call its methods on the catalog's
+        # table classes, which are not public
+        loader = table.getClass().getClassLoader()
+        interface = java.lang.Class.forName("org.apache.paimon.table.Table", True, loader)
+        one_map = gateway.new_array(java.lang.Class, 1)
+        one_map[0] = java.lang.Class.forName("java.util.Map")
+        with_options = gateway.new_array(java.lang.Object, 1)
+        with_options[0] = keep_empty
+        copy = interface.getMethod("copy", one_map).invoke(table, with_options)
+        no_types = gateway.new_array(java.lang.Class, 0)
+        no_values = gateway.new_array(java.lang.Object, 0)
+        builder = interface.getMethod("newBatchWriteBuilder", no_types).invoke(copy, no_values)
+        commit = builder.newCommit()
+        try:
+            commit.commit(java.util.ArrayList())
+        finally:
+            commit.close()
+        published.append(name)
+    return published
+
+
 def run(opts: JobOptions, jars: str) -> None:
     env = table_environment(opts, jars)
     for statement in setup(opts):
         env.execute_sql(statement)
+    published = publish_new_tables(env, opts.database)
+    if published:
+        log.info("published the new tables %s with an empty snapshot", ", ".join(published))
     statements = env.create_statement_set()
     for statement in inserts(opts):
         statements.add_insert_sql(statement)
